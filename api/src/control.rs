@@ -1,0 +1,66 @@
+//! The API's side of its control channel to the supervisor.
+//!
+//! Inbound: supervision snapshots (worker crashes and restarts, config
+//! status), config pushes, and the shutdown request. Outbound: `Ready`, the
+//! address the HTTP listener actually bound, and config acknowledgements.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use revaer_ipc::connection::{ConnectionReader, ConnectionWriter};
+use revaer_ipc::{IpcError, SupervisionSnapshot, SupervisorToWorker, WorkerToSupervisor};
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, watch};
+
+use crate::AppState;
+
+/// Why the control loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlEnd {
+    Shutdown,
+    SupervisorGone,
+}
+
+/// Channels the control loop drives.
+#[derive(Debug)]
+pub struct ControlOutputs {
+    pub supervision: watch::Sender<Option<SupervisionSnapshot>>,
+    pub listen: watch::Sender<SocketAddr>,
+}
+
+/// Runs until the supervisor asks for shutdown or disappears.
+pub async fn run(
+    mut rx: ConnectionReader<ReadHalf<UnixStream>>,
+    mut tx: ConnectionWriter<WriteHalf<UnixStream>>,
+    state: Arc<AppState>,
+    outputs: ControlOutputs,
+    mut bound: mpsc::UnboundedReceiver<SocketAddr>,
+) -> Result<ControlEnd, IpcError> {
+    loop {
+        tokio::select! {
+            frame = rx.recv::<SupervisorToWorker>() => match frame? {
+                Some(SupervisorToWorker::Supervision(snapshot)) => {
+                    // A new worker process: reconnect now rather than at the next retry.
+                    state.engine.wake();
+                    state.fsops.wake();
+                    outputs.supervision.send_replace(Some(*snapshot));
+                }
+                Some(SupervisorToWorker::ConfigUpdate { revision, config }) => {
+                    match config.api_listen() {
+                        Ok(addr) => { outputs.listen.send_if_modified(|a| { let changed = *a != addr; *a = addr; changed }); }
+                        Err(e) => tracing::error!(error = %e, "supervisor pushed an invalid listen address"),
+                    }
+                    state.set_config_revision(revision);
+                    tx.send(&WorkerToSupervisor::ConfigApplied { revision }).await?;
+                }
+                Some(SupervisorToWorker::Shutdown) => return Ok(ControlEnd::Shutdown),
+                Some(SupervisorToWorker::Init(_)) => tracing::warn!("ignoring a second Init"),
+                None => return Ok(ControlEnd::SupervisorGone),
+            },
+            Some(addr) = bound.recv() => {
+                tx.send(&WorkerToSupervisor::ApiListening { addr: addr.to_string() }).await?;
+            }
+        }
+    }
+}

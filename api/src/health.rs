@@ -1,0 +1,296 @@
+//! `/health/full`: turns what the supervisor reports and what the data
+//! channels observe into one readiness verdict.
+//!
+//! A worker is up only when the supervisor says it is running *and* the API
+//! holds an authenticated data channel to it with a recent pong; the
+//! supervisor's crash notice therefore degrades health immediately, without
+//! waiting for a ping to time out.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use revaer_api_models::{
+    BuildInfo, ConfigHealth, HealthFull, HealthStatus, SandboxInfo, WorkerExitInfo, WorkerHealth,
+};
+use revaer_ipc::{Role, SandboxReport, SupervisionSnapshot, WorkerState, WorkerStatus};
+
+use crate::links::LinkStatus;
+
+/// A pong older than this counts as a missed health ping.
+pub const PONG_STALE_AFTER: Duration = Duration::from_secs(3);
+
+/// Everything `/health/full` is computed from.
+#[derive(Debug)]
+pub struct HealthInputs<'a> {
+    pub snapshot: Option<&'a SupervisionSnapshot>,
+    pub engine: &'a LinkStatus,
+    pub fsops: &'a LinkStatus,
+    pub api_sandbox: &'a SandboxReport,
+    pub api_config_revision: u64,
+    pub now: Instant,
+}
+
+/// Computes the readiness document.
+#[must_use]
+pub fn health_full(inputs: &HealthInputs<'_>) -> HealthFull {
+    let mut degraded = Vec::new();
+    let mut workers = BTreeMap::new();
+    for role in Role::WORKERS {
+        let status = inputs
+            .snapshot
+            .and_then(|s| s.workers.iter().find(|w| w.role == role));
+        let health = match role {
+            Role::Api => api_health(status, inputs),
+            Role::Engine => linked_health(status, inputs.engine, inputs.now),
+            _ => linked_health(status, inputs.fsops, inputs.now),
+        };
+        if !health.up {
+            degraded.push(role.as_str().to_owned());
+        }
+        workers.insert(role.as_str().to_owned(), health);
+    }
+    let config = if let Some(s) = inputs.snapshot {
+        ConfigHealth {
+            revision: s.config.revision,
+            watch_latency_ms: s.config.watch_latency_ms,
+            error: s.config.error.clone(),
+            failures: s.config.failures,
+        }
+    } else {
+        degraded.push("supervisor".to_owned());
+        ConfigHealth {
+            revision: 0,
+            watch_latency_ms: None,
+            error: Some("no report from the supervisor yet".to_owned()),
+            failures: 0,
+        }
+    };
+    if inputs.snapshot.is_some() && config.error.is_some() {
+        degraded.push("config".to_owned());
+    }
+    degraded.sort();
+    HealthFull {
+        status: if degraded.is_empty() {
+            HealthStatus::Ok
+        } else {
+            HealthStatus::Degraded
+        },
+        degraded,
+        workers,
+        config,
+        build: BuildInfo {
+            version: revaer_ipc::build_info::VERSION.to_owned(),
+            revision: revaer_ipc::build_info::GIT_REVISION.to_owned(),
+        },
+    }
+}
+
+fn api_health(status: Option<&WorkerStatus>, inputs: &HealthInputs<'_>) -> WorkerHealth {
+    WorkerHealth {
+        up: true,
+        state: "running".to_owned(),
+        pid: Some(std::process::id()),
+        restarts: status.map_or(0, |s| s.restarts),
+        last_exit: status.and_then(|s| s.last_exit.as_ref()).map(exit_info),
+        reason: None,
+        config_revision: Some(inputs.api_config_revision),
+        sandbox: Some(sandbox_info(inputs.api_sandbox)),
+    }
+}
+
+fn linked_health(status: Option<&WorkerStatus>, link: &LinkStatus, now: Instant) -> WorkerHealth {
+    let state = status.map(|s| s.state);
+    let fresh_pong = link
+        .last_pong_at
+        .is_some_and(|at| now.saturating_duration_since(at) <= PONG_STALE_AFTER);
+    let pong = link.last_pong.as_ref();
+    let supervisor_pid = status.and_then(|s| s.pid);
+    let same_process = pong.is_some_and(|p| Some(p.pid) == supervisor_pid);
+    let reason = match state {
+        None => Some("no report from the supervisor yet".to_owned()),
+        Some(WorkerState::Starting) => Some("starting".to_owned()),
+        Some(WorkerState::Restarting { delay_ms }) => {
+            let why = status
+                .and_then(|s| s.last_exit.as_ref())
+                .map_or_else(|| "exited".to_owned(), |e| e.reason.clone());
+            Some(format!("{why}; restarting in {delay_ms} ms"))
+        }
+        Some(WorkerState::Stopped) => Some("stopped".to_owned()),
+        Some(WorkerState::Running) if !link.connected => Some(format!(
+            "data channel down: {}",
+            link.last_error.as_deref().unwrap_or("connecting")
+        )),
+        Some(WorkerState::Running) if !fresh_pong || !same_process => {
+            Some("no recent health ping answer".to_owned())
+        }
+        Some(WorkerState::Running) => None,
+    };
+    WorkerHealth {
+        up: reason.is_none(),
+        state: state.map_or("unknown", state_name).to_owned(),
+        pid: supervisor_pid,
+        restarts: status.map_or(0, |s| s.restarts),
+        last_exit: status.and_then(|s| s.last_exit.as_ref()).map(exit_info),
+        reason,
+        config_revision: pong.filter(|_| same_process).map(|p| p.config_revision),
+        sandbox: pong
+            .filter(|_| same_process)
+            .map(|p| &p.sandbox)
+            .or_else(|| status.and_then(|s| s.sandbox.as_ref()))
+            .map(sandbox_info),
+    }
+}
+
+fn state_name(state: WorkerState) -> &'static str {
+    match state {
+        WorkerState::Starting => "starting",
+        WorkerState::Running => "running",
+        WorkerState::Restarting { .. } => "restarting",
+        WorkerState::Stopped => "stopped",
+    }
+}
+
+fn exit_info(e: &revaer_ipc::WorkerExit) -> WorkerExitInfo {
+    WorkerExitInfo {
+        pid: e.pid,
+        code: e.code,
+        signal: e.signal,
+        reason: e.reason.clone(),
+        at_unix_ms: e.at_unix_ms,
+        restart_delay_ms: e.restart_delay_ms,
+    }
+}
+
+/// The public form of a sandbox report.
+#[must_use]
+pub fn sandbox_info(r: &SandboxReport) -> SandboxInfo {
+    SandboxInfo {
+        no_new_privs: r.no_new_privs,
+        landlock_abi: r.landlock_abi,
+        landlock_status: r.landlock_status.clone(),
+        seccomp: r.seccomp,
+        seccomp_denied: r.seccomp_denied.clone(),
+        capabilities: r.capabilities.clone(),
+        uid: r.uid,
+        gid: r.gid,
+        umask: format!("{:04o}", r.umask),
+        core_dumps: r.core_dumps,
+        inherited_fds_closed: r.inherited_fds_closed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use revaer_ipc::{ConfigStatus, Pong, WorkerExit};
+
+    fn snapshot(engine: WorkerState, config_error: Option<&str>) -> SupervisionSnapshot {
+        let status = |role, state, pid| WorkerStatus {
+            role,
+            state,
+            pid,
+            restarts: 0,
+            last_exit: None,
+            sandbox: None,
+        };
+        SupervisionSnapshot {
+            supervisor_pid: 1,
+            workers: vec![
+                status(Role::Engine, engine, Some(10)),
+                status(Role::Fsops, WorkerState::Running, Some(11)),
+                status(Role::Api, WorkerState::Running, Some(12)),
+            ],
+            config: ConfigStatus {
+                revision: 1,
+                error: config_error.map(str::to_owned),
+                ..ConfigStatus::default()
+            },
+        }
+    }
+
+    fn link(pid: u32, at: Instant) -> LinkStatus {
+        LinkStatus {
+            connected: true,
+            last_pong: Some(Pong {
+                role: Role::Engine,
+                pid,
+                uptime_ms: 1,
+                config_revision: 1,
+                sandbox: SandboxReport::default(),
+            }),
+            last_pong_at: Some(at),
+            last_error: None,
+        }
+    }
+
+    fn compute(
+        snap: Option<&SupervisionSnapshot>,
+        engine: &LinkStatus,
+        now: Instant,
+    ) -> HealthFull {
+        let fsops = link(11, now);
+        health_full(&HealthInputs {
+            snapshot: snap,
+            engine,
+            fsops: &fsops,
+            api_sandbox: &SandboxReport::default(),
+            api_config_revision: 1,
+            now,
+        })
+    }
+
+    #[test]
+    fn all_running_and_answering_is_ok() {
+        let now = Instant::now();
+        let h = compute(
+            Some(&snapshot(WorkerState::Running, None)),
+            &link(10, now),
+            now,
+        );
+        assert_eq!(h.status, HealthStatus::Ok, "{h:?}");
+        assert!(h.degraded.is_empty());
+    }
+
+    #[test]
+    fn supervisor_crash_notice_degrades_even_with_a_fresh_pong() {
+        let now = Instant::now();
+        let mut snap = snapshot(WorkerState::Restarting { delay_ms: 100 }, None);
+        snap.workers[0].last_exit = Some(WorkerExit {
+            pid: 10,
+            code: None,
+            signal: Some(9),
+            reason: "killed by SIGKILL".to_owned(),
+            at_unix_ms: 0,
+            restart_delay_ms: Some(100),
+        });
+        let h = compute(Some(&snap), &link(10, now), now);
+        assert_eq!(h.status, HealthStatus::Degraded);
+        assert_eq!(h.degraded, vec!["engine"]);
+        let reason = h.workers["engine"].reason.clone().unwrap();
+        assert!(reason.contains("SIGKILL"), "{reason}");
+    }
+
+    #[test]
+    fn stale_pong_or_pong_from_old_process_degrades() {
+        let now = Instant::now();
+        let snap = snapshot(WorkerState::Running, None);
+        let stale = link(10, now.checked_sub(Duration::from_secs(10)).unwrap());
+        assert_eq!(compute(Some(&snap), &stale, now).degraded, vec!["engine"]);
+        let old_pid = link(9, now);
+        assert_eq!(compute(Some(&snap), &old_pid, now).degraded, vec!["engine"]);
+    }
+
+    #[test]
+    fn config_error_and_missing_supervisor_are_named() {
+        let now = Instant::now();
+        let h = compute(
+            Some(&snapshot(WorkerState::Running, Some("bad"))),
+            &link(10, now),
+            now,
+        );
+        assert_eq!(h.degraded, vec!["config"]);
+        let h = compute(None, &link(10, now), now);
+        assert!(h.degraded.contains(&"supervisor".to_owned()));
+        assert!(h.degraded.contains(&"engine".to_owned()));
+    }
+}

@@ -1,0 +1,62 @@
+//! `revaer-api`: the HTTP control plane, run as a sandboxed worker.
+//!
+//! - [`routes`]: the axum router (health now; the v1 API in later issues).
+//! - [`health`]: the `/health/full` verdict.
+//! - [`links`]: authenticated data channels to the engine and FsOps.
+//! - [`problem`]: RFC 9457 errors for every failure path.
+//! - [`server`]: binding, live re-binding on config change, graceful stop.
+//! - [`control`]: the control channel to the supervisor.
+
+pub mod control;
+pub mod health;
+pub mod links;
+pub mod problem;
+pub mod routes;
+pub mod server;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use revaer_ipc::{SandboxReport, SupervisionSnapshot};
+use tokio::sync::watch;
+
+use crate::links::WorkerLink;
+
+/// State shared by handlers and background tasks.
+#[derive(Debug)]
+pub struct AppState {
+    pub engine: WorkerLink,
+    pub fsops: WorkerLink,
+    /// Latest supervisor snapshot; `None` until the first arrives.
+    pub supervision: watch::Receiver<Option<SupervisionSnapshot>>,
+    pub sandbox: SandboxReport,
+    config_revision: AtomicU64,
+}
+
+impl AppState {
+    #[must_use]
+    pub fn new(
+        engine: WorkerLink,
+        fsops: WorkerLink,
+        supervision: watch::Receiver<Option<SupervisionSnapshot>>,
+        sandbox: SandboxReport,
+        config_revision: u64,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            engine,
+            fsops,
+            supervision,
+            sandbox,
+            config_revision: AtomicU64::new(config_revision),
+        })
+    }
+
+    #[must_use]
+    pub fn config_revision(&self) -> u64 {
+        self.config_revision.load(Ordering::Acquire)
+    }
+
+    pub fn set_config_revision(&self, revision: u64) {
+        self.config_revision.store(revision, Ordering::Release);
+    }
+}

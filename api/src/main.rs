@@ -1,0 +1,94 @@
+//! `revaer-api`: the HTTP control plane worker, only ever started by
+//! `revaerd`. Sandboxes itself, connects to the engine and FsOps, serves
+//! HTTP, and stops intake first when the daemon shuts down.
+
+use std::process::ExitCode;
+
+use revaer_api::control::{self, ControlEnd, ControlOutputs};
+use revaer_api::links::{LinkParams, WorkerLink};
+use revaer_api::{AppState, routes, server};
+use revaer_ipc::{Connection, Role};
+use revaer_worker_bootstrap::{Bootstrapped, bootstrap, data_server, logging, worker_runtime};
+use tokio::sync::{mpsc, watch};
+
+fn main() -> ExitCode {
+    logging::init("api");
+    // Sandbox first: no thread or runtime exists yet.
+    let boot = match bootstrap(Role::Api) {
+        Ok(boot) => boot,
+        Err(e) => {
+            tracing::error!(error = %e, "revaer-api cannot start");
+            return ExitCode::from(70);
+        }
+    };
+    let runtime = match worker_runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the async runtime");
+            return ExitCode::from(71);
+        }
+    };
+    match runtime.block_on(run(boot)) {
+        Ok(ControlEnd::Shutdown) => ExitCode::SUCCESS,
+        Ok(ControlEnd::SupervisorGone) => ExitCode::from(75),
+        Err(e) => {
+            tracing::error!(error = %e, "revaer-api failed");
+            ExitCode::from(74)
+        }
+    }
+}
+
+async fn run(boot: Bootstrapped) -> Result<ControlEnd, Box<dyn std::error::Error>> {
+    let listen_addr = boot.init.config.api_listen()?;
+    let uid = nix::unistd::geteuid().as_raw();
+    let link = |role: Role, socket| {
+        WorkerLink::spawn(LinkParams {
+            role,
+            socket,
+            secret: boot.init.secret.clone(),
+            build_id: revaer_ipc::build_info::build_id(),
+            uid,
+        })
+    };
+    let engine = link(Role::Engine, boot.layout.engine_socket());
+    let fsops = link(Role::Fsops, boot.layout.fsops_socket());
+    let (supervision_tx, supervision_rx) = watch::channel(None);
+    let state = AppState::new(
+        engine,
+        fsops,
+        supervision_rx,
+        boot.sandbox.clone(),
+        boot.init.config_revision,
+    );
+
+    let control = revaer_ipc::control::into_tokio(boot.control)?;
+    let (rx, mut tx) = Connection::new(control).into_split();
+    data_server::send_ready(&mut tx, Role::Api, boot.sandbox).await?;
+
+    let (listen_tx, listen_rx) = watch::channel(listen_addr);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (bound_tx, bound_rx) = mpsc::unbounded_channel();
+    let router = routes::router(std::sync::Arc::clone(&state));
+    let mut http = tokio::spawn(server::serve(router, listen_rx, shutdown_rx, bound_tx));
+
+    let outputs = ControlOutputs {
+        supervision: supervision_tx,
+        listen: listen_tx,
+    };
+    let mut control_task = tokio::spawn(control::run(rx, tx, state, outputs, bound_rx));
+    tokio::select! {
+        result = &mut control_task => {
+            let end = result??;
+            // Stop intake: refuse new connections, finish in-flight requests.
+            let _ = shutdown_tx.send(true);
+            http.await??;
+            tracing::info!(?end, "API stopped");
+            Ok(end)
+        }
+        result = &mut http => {
+            control_task.abort();
+            result??;
+            Err("HTTP server ended unexpectedly".into())
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The HTTP routes and the middleware stack around them.
+//!
+//! Guards applied to every route: a request body cap, a request timeout, a
+//! concurrency limit, panic catching, request tracing, and the Problem+JSON
+//! rewrite of any bare error.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use revaer_api_models::{HealthFull, HealthStatus, Liveness};
+use tower::limit::ConcurrencyLimitLayer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
+
+use crate::AppState;
+use crate::health::{HealthInputs, health_full};
+use crate::problem::{panic_to_problem, problem_for_bare_errors};
+
+/// Largest request body accepted anywhere (torrent uploads will get their
+/// own, larger, streamed limit).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest a request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests served at once; more wait in line.
+pub const MAX_CONCURRENT_REQUESTS: usize = 512;
+
+/// Builds the full router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let router = Router::new()
+        .route("/health", get(liveness))
+        .route("/health/full", get(readiness));
+    #[cfg(feature = "test-probes")]
+    let router = router.route(
+        "/v1/_test/probe/{worker}",
+        axum::routing::post(test_probes::probe),
+    );
+    router
+        .fallback(not_found)
+        .with_state(state)
+        .layer(axum::middleware::map_response(problem_for_bare_errors))
+        .layer(CatchPanicLayer::custom(panic_to_problem))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(ConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
+        // A 503 from /health/full is an answer, not a server failure.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
+}
+
+async fn liveness() -> Json<Liveness> {
+    Json(Liveness {
+        status: "alive".to_owned(),
+    })
+}
+
+async fn readiness(State(state): State<Arc<AppState>>) -> Response {
+    let body = current_health(&state);
+    let status = match body.status {
+        HealthStatus::Ok => StatusCode::OK,
+        HealthStatus::Degraded => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, Json(body)).into_response()
+}
+
+/// The readiness document as of now.
+#[must_use]
+pub fn current_health(state: &AppState) -> HealthFull {
+    let snapshot = state.supervision.borrow().clone();
+    let engine = state.engine.status();
+    let fsops = state.fsops.status();
+    health_full(&HealthInputs {
+        snapshot: snapshot.as_ref(),
+        engine: &engine,
+        fsops: &fsops,
+        api_sandbox: &state.sandbox,
+        api_config_revision: state.config_revision(),
+        now: Instant::now(),
+    })
+}
+
+async fn not_found() -> StatusCode {
+    StatusCode::NOT_FOUND
+}
+
+#[cfg(feature = "test-probes")]
+mod test_probes {
+    //! Test-only: runs a sandbox probe in the API itself or forwards it to a
+    //! worker over its data channel.
+
+    use std::sync::Arc;
+
+    use axum::Json;
+    use axum::extract::{Path, State};
+    use revaer_ipc::{Probe, ProbeOutcome, WorkerRequest, WorkerResponse};
+
+    use crate::AppState;
+    use crate::problem::ApiError;
+
+    pub async fn probe(
+        State(state): State<Arc<AppState>>,
+        Path(worker): Path<String>,
+        Json(probe): Json<Probe>,
+    ) -> Result<Json<ProbeOutcome>, ApiError> {
+        let link = match worker.as_str() {
+            "api" => return Ok(Json(revaer_worker_bootstrap::probes::run(&probe))),
+            "engine" => &state.engine,
+            "fsops" => &state.fsops,
+            other => return Err(ApiError::NotFound(format!("no worker named {other}"))),
+        };
+        match link.request(WorkerRequest::Probe(probe)).await {
+            Ok(WorkerResponse::Probe(outcome)) => Ok(Json(outcome)),
+            Ok(other) => Err(ApiError::BadRequest(format!("worker answered {other:?}"))),
+            Err(e) => Err(ApiError::Unavailable(e.to_string())),
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! Wire types of every Revaer IPC conversation, free of any I/O.
+//!
+//! Two kinds of channel exist (DESIGN §1–2):
+//! - the **control channel**, a socketpair the supervisor hands each worker at
+//!   spawn (as the worker's stdin): [`SupervisorToWorker`] / [`WorkerToSupervisor`];
+//! - **data channels**, named Unix sockets under `<data>/run/` that the engine
+//!   and `FsOps` listen on and the API connects to: a handshake
+//!   ([`ServerHello`], [`ClientHello`], [`HandshakeOutcome`]) followed by
+//!   [`Envelope`]-wrapped [`WorkerRequest`] / [`WorkerResponse`] pairs.
+//!
+//! Adding a variant at the end of an enum is a protocol change: bump
+//! [`PROTOCOL_VERSION`]. Peers of different versions refuse each other at the
+//! handshake rather than misreading frames.
+
+use std::path::PathBuf;
+
+use revaer_config::Config;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::BootSecret;
+
+/// Version of this protocol. Both ends of every channel must agree exactly.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Which process is speaking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Role {
+    Supervisor,
+    Api,
+    Engine,
+    Fsops,
+}
+
+impl Role {
+    /// The three supervised workers, in start order.
+    pub const WORKERS: [Role; 3] = [Role::Engine, Role::Fsops, Role::Api];
+
+    /// Stable lower-case name used in logs, metrics labels and JSON.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Supervisor => "supervisor",
+            Role::Api => "api",
+            Role::Engine => "engine",
+            Role::Fsops => "fsops",
+        }
+    }
+
+    /// The executable name of this role's process.
+    #[must_use]
+    pub fn binary_name(self) -> &'static str {
+        match self {
+            Role::Supervisor => "revaerd",
+            Role::Api => "revaer-api",
+            Role::Engine => "revaer-engine",
+            Role::Fsops => "revaer-fsops",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Control channel
+// ---------------------------------------------------------------------------
+
+/// First frame on every control channel: everything a worker needs to start.
+/// The boot secret travels only here, never on a command line or in a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInit {
+    pub protocol_version: u16,
+    pub build_id: String,
+    pub role: Role,
+    pub secret: BootSecret,
+    pub data_dir: PathBuf,
+    pub config_revision: u64,
+    pub config: Config,
+}
+
+/// Frames the supervisor sends down a control channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SupervisorToWorker {
+    /// Always the first frame.
+    Init(Box<WorkerInit>),
+    /// A new validated configuration; answered by [`WorkerToSupervisor::ConfigApplied`].
+    ConfigUpdate { revision: u64, config: Box<Config> },
+    /// Stop taking work, persist state, exit 0.
+    Shutdown,
+    /// API only: the supervisor's full view of workers and config, sent on
+    /// every change (worker start, ready, exit, config status).
+    Supervision(Box<SupervisionSnapshot>),
+}
+
+/// Frames a worker sends up its control channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerToSupervisor {
+    /// Answer to `Init` once the sandbox is applied and the worker serves.
+    /// This completes the control-channel handshake.
+    Ready(Box<WorkerReady>),
+    /// A configuration revision was applied.
+    ConfigApplied { revision: u64 },
+    /// API only: the HTTP listener is bound (actual address, after port 0).
+    ApiListening { addr: String },
+}
+
+/// Contents of [`WorkerToSupervisor::Ready`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerReady {
+    pub protocol_version: u16,
+    pub build_id: String,
+    pub role: Role,
+    pub pid: u32,
+    pub sandbox: SandboxReport,
+}
+
+/// What the supervisor knows; the API turns it into `/health/full`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupervisionSnapshot {
+    pub supervisor_pid: u32,
+    pub workers: Vec<WorkerStatus>,
+    pub config: ConfigStatus,
+}
+
+/// One worker as the supervisor sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub role: Role,
+    pub state: WorkerState,
+    /// Current process id while a process exists.
+    pub pid: Option<u32>,
+    /// Restarts since the supervisor started.
+    pub restarts: u32,
+    pub last_exit: Option<WorkerExit>,
+    /// Sandbox reported by the current process (after `Ready`).
+    pub sandbox: Option<SandboxReport>,
+}
+
+/// Life-cycle state of a supervised worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerState {
+    /// Spawned, handshake not yet complete.
+    Starting,
+    /// Handshake done; serving.
+    Running,
+    /// Exited; will be restarted after the delay.
+    Restarting { delay_ms: u64 },
+    /// Stopped on purpose (shutdown).
+    Stopped,
+}
+
+/// How and when a worker process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerExit {
+    pub pid: u32,
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Human-readable, e.g. "killed by SIGKILL".
+    pub reason: String,
+    pub at_unix_ms: u64,
+    /// Delay before the restart, when one is scheduled.
+    pub restart_delay_ms: Option<u64>,
+}
+
+/// State of the config file watcher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ConfigStatus {
+    /// Revision of the config in force; bumps on each accepted change.
+    pub revision: u64,
+    /// Why the latest edit was refused, while it is refused.
+    pub error: Option<String>,
+    /// Time from the file's modification to the new config being pushed.
+    pub watch_latency_ms: Option<u64>,
+    /// Refused edits and watcher failures since start.
+    pub failures: u64,
+}
+
+/// What sandbox a process actually got (not what it asked for).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SandboxReport {
+    pub no_new_privs: bool,
+    /// Landlock ABI version the kernel offered, if any.
+    pub landlock_abi: Option<u8>,
+    /// `fully_enforced`, `partially_enforced`, `not_enforced` or an error.
+    pub landlock_status: String,
+    pub seccomp: bool,
+    /// Syscall names the seccomp filter refuses.
+    pub seccomp_denied: Vec<String>,
+    /// Capabilities left in the effective set (empty when all dropped).
+    pub capabilities: Vec<String>,
+    pub uid: u32,
+    pub gid: u32,
+    pub umask: u32,
+    pub core_dumps: bool,
+    /// Inherited file descriptors closed at start.
+    pub inherited_fds_closed: u32,
+}
+
+// ---------------------------------------------------------------------------
+// Data channels
+// ---------------------------------------------------------------------------
+
+/// First frame a data-channel server sends: who it is, and a fresh nonce the
+/// client must prove knowledge of the boot secret against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerHello {
+    pub protocol_version: u16,
+    pub build_id: String,
+    pub role: Role,
+    pub nonce: [u8; 32],
+}
+
+/// Client's answer to [`ServerHello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientHello {
+    pub protocol_version: u16,
+    pub build_id: String,
+    pub role: Role,
+    /// `HMAC-SHA256(secret, domain || nonce || client role)`.
+    pub proof: [u8; 32],
+}
+
+/// Server's verdict; after `Rejected` the server closes the connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HandshakeOutcome {
+    Accepted,
+    Rejected { reason: String },
+}
+
+/// Wraps every request and response on a data channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// Chosen by the requester; echoed in the response.
+    pub request_id: u64,
+    /// W3C trace context (`traceparent` header value), when tracing.
+    pub traceparent: Option<String>,
+    pub body: T,
+}
+
+/// Requests the API sends to the engine or `FsOps`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerRequest {
+    Ping,
+    /// Test-only sandbox probe. Workers built without the `test-probes`
+    /// feature answer [`WorkerResponse::Error`] with [`ErrorKind::Unsupported`].
+    Probe(Probe),
+}
+
+/// Sandbox probes: try something the sandbox must refuse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Probe {
+    /// Create (or truncate) a file for writing.
+    WriteFile { path: PathBuf },
+    /// Open an existing file for reading.
+    ReadFile { path: PathBuf },
+    /// Create an `AF_INET` TCP socket.
+    InetSocket,
+    /// Call `ptrace(PTRACE_TRACEME)`-style forbidden syscall (`unshare`).
+    Unshare,
+}
+
+/// Responses from the engine or `FsOps`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerResponse {
+    Pong(Box<Pong>),
+    Probe(ProbeOutcome),
+    Error(RemoteError),
+}
+
+/// Answer to [`WorkerRequest::Ping`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    pub role: Role,
+    pub pid: u32,
+    pub uptime_ms: u64,
+    pub config_revision: u64,
+    pub sandbox: SandboxReport,
+}
+
+/// Result of a [`Probe`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProbeOutcome {
+    Allowed,
+    Denied { errno: i32, message: String },
+}
+
+/// A typed error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// Classes of remote error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    Unsupported,
+    Invalid,
+    Internal,
+}

@@ -1,0 +1,123 @@
+//! W3C trace-context helpers for the `traceparent` carried in every
+//! [`Envelope`](crate::protocol::Envelope).
+//!
+//! A `traceparent` comes from outside (an HTTP client); a process forwards
+//! it only after [`validate_traceparent`] accepts it, so a malformed or
+//! oversized value never propagates through the system.
+
+/// Length of a version-`00` `traceparent`.
+pub const TRACEPARENT_LEN: usize = 55;
+
+fn is_lower_hex(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+}
+
+fn all_zero(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == b'0')
+}
+
+/// Whether `s` is a valid version-`00` W3C `traceparent`:
+/// `00-<32 hex trace id, not all zero>-<16 hex parent id, not all zero>-<2 hex flags>`,
+/// lower-case, exactly 55 characters. Other versions (including the invalid
+/// `ff`) are refused: we only forward what we fully understand.
+#[must_use]
+pub fn validate_traceparent(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != TRACEPARENT_LEN {
+        return false;
+    }
+    let (version, trace_id, parent_id, flags) = (&b[0..2], &b[3..35], &b[36..52], &b[53..55]);
+    b[2] == b'-'
+        && b[35] == b'-'
+        && b[52] == b'-'
+        && version == b"00"
+        && is_lower_hex(trace_id)
+        && !all_zero(trace_id)
+        && is_lower_hex(parent_id)
+        && !all_zero(parent_id)
+        && is_lower_hex(flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn accepts_the_spec_example() {
+        assert!(validate_traceparent(VALID));
+        assert!(validate_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+        ));
+    }
+
+    #[test]
+    fn rejects_wrong_lengths() {
+        assert!(!validate_traceparent(""));
+        assert!(!validate_traceparent(&VALID[..54]));
+        assert!(!validate_traceparent(&format!("{VALID}0")));
+        assert!(!validate_traceparent(&format!("{VALID}-")));
+    }
+
+    #[test]
+    fn rejects_other_versions() {
+        assert!(!validate_traceparent(
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        assert!(!validate_traceparent(
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+    }
+
+    #[test]
+    fn rejects_zero_ids() {
+        assert!(!validate_traceparent(
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+        ));
+        assert!(!validate_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"
+        ));
+    }
+
+    #[test]
+    fn rejects_upper_case_and_non_hex() {
+        assert!(!validate_traceparent(
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"
+        ));
+        assert!(!validate_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01"
+        ));
+        assert!(!validate_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0G"
+        ));
+        assert!(!validate_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01"
+        ));
+    }
+
+    #[test]
+    fn rejects_misplaced_separators() {
+        assert!(!validate_traceparent(
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        assert!(!validate_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01"
+        ));
+        assert!(!validate_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7_01"
+        ));
+        assert!(!validate_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e47-3600f067aa0ba902b7-01"
+        ));
+    }
+
+    #[test]
+    fn never_panics_on_multibyte_input() {
+        let s = "é".repeat(27) + "a";
+        assert_eq!(s.len(), 55);
+        assert!(!validate_traceparent(&s));
+    }
+}

@@ -1,0 +1,64 @@
+# Revaer task runner. Start with `./x <recipe>`; it installs what is missing.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+data_dir := env_var_or_default("REVAER_DATA_DIR", justfile_directory() / ".revaer")
+# Features that compile test-only sandbox probes into the test binaries.
+test_features := "--features revaer-api/test-probes,revaer-engine/test-probes,revaer-fsops/test-probes"
+
+default:
+    @just --list
+
+# Build and start the daemon on embedded defaults (Ctrl-C stops it cleanly).
+run:
+    cargo build --release --bins
+    @echo "Data dir: {{data_dir}}"
+    exec ./target/release/revaerd --data-dir "{{data_dir}}"
+
+# Format check.
+fmt:
+    cargo fmt --all -- --check
+
+# Lints: clippy pedantic, warnings are errors.
+lint:
+    cargo clippy --workspace --all-targets {{test_features}} -- -D warnings
+
+# Unit, integration and end-to-end tests against the real binaries.
+test:
+    just fmt
+    just lint
+    just nextest
+
+# Tests only (binaries with test probes are built first: e2e tests spawn them).
+nextest:
+    cargo build --workspace --bins {{test_features}}
+    cargo nextest run --workspace {{test_features}} --no-fail-fast
+
+# Everything CI runs (the README's `./x test`).
+ci: test
+
+# Optimised binaries in target/release.
+build-release:
+    cargo build --workspace --release --bins
+
+# Line coverage with cargo-llvm-cov; fails under the gate.
+cov gate="80":
+    rustup component add llvm-tools-preview
+    command -v cargo-llvm-cov >/dev/null || cargo install cargo-llvm-cov --locked
+    cargo llvm-cov clean --workspace
+    cargo llvm-cov --no-report nextest --workspace {{test_features}}
+    cargo llvm-cov report --fail-under-lines {{gate}} --ignore-filename-regex '(fuzz|examples)/'
+
+# Time from `kill -9` of a worker to degraded health and back to ok.
+bench-recovery rounds="20":
+    cargo build --release --bins -p revaer-supervisor -p revaer-api -p revaer-engine -p revaer-fsops
+    cargo run --release -p revaer-supervisor --example bench_recovery -- --rounds {{rounds}}
+
+# IPC round-trip latency over a real Unix socket between two processes.
+bench-ipc:
+    cargo run --release -p revaer-ipc --example bench_ipc
+
+# Fuzz the IPC frame decoder (needs nightly + cargo-fuzz).
+fuzz seconds="60":
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    cd ipc/fuzz && cargo +nightly fuzz run decode_frame -- -max_total_time={{seconds}}

@@ -1,0 +1,191 @@
+//! Test harness: runs the real `revaerd` (and through it the real worker
+//! binaries) on a throw-away data dir, and polls its HTTP API with
+//! deadlines. Nothing here sleeps to synchronise: every wait is a poll for
+//! an observable condition with a generous deadline.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use revaer_api_models::HealthFull;
+
+/// Deadline for anything that should happen "soon".
+pub const DEADLINE: Duration = Duration::from_secs(30);
+/// Interval between polls.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// Where cargo put the binaries (`target/<profile>/`).
+pub fn bin_dir() -> PathBuf {
+    let revaerd = PathBuf::from(env!("CARGO_BIN_EXE_revaerd"));
+    revaerd.parent().unwrap().to_path_buf()
+}
+
+/// A unique, empty temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("revaer-e2e-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub child: Child,
+    pub data: TempDir,
+    client: reqwest::blocking::Client,
+}
+
+/// Config used by tests: an ephemeral port and quick restarts.
+pub fn test_config(extra: &str) -> String {
+    format!(
+        "[api]\nlisten = \"127.0.0.1:0\"\n\n[supervisor]\nrestart_backoff_initial_ms = 50\nrestart_backoff_max_ms = 2000\nshutdown_grace_ms = 5000\n{extra}"
+    )
+}
+
+impl Daemon {
+    /// Starts `revaerd` from `bin_dir` with `config` as `revaer.toml`.
+    pub fn start_with(bin_dir: &Path, config: &str) -> Self {
+        let data = TempDir::new("data");
+        std::fs::write(data.0.join("revaer.toml"), config).unwrap();
+        let child = Command::new(bin_dir.join("revaerd"))
+            .arg("--data-dir")
+            .arg(&data.0)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .no_proxy()
+            .build()
+            .unwrap();
+        Self {
+            child,
+            data,
+            client,
+        }
+    }
+
+    pub fn start() -> Self {
+        Self::start_with(&bin_dir(), &test_config(""))
+    }
+
+    /// The API base URL, as the supervisor recorded it (changes when the API
+    /// restarts on port 0).
+    pub fn url(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.data.0.join("run/api.url")).ok()?;
+        let url = text.trim().to_owned();
+        (!url.is_empty()).then_some(url)
+    }
+
+    /// `GET /health/full`: status code and body, if the API answers.
+    pub fn health_full(&self) -> Option<(u16, HealthFull)> {
+        let url = self.url()?;
+        let resp = self.client.get(format!("{url}/health/full")).send().ok()?;
+        let status = resp.status().as_u16();
+        let body = resp.json::<HealthFull>().ok()?;
+        Some((status, body))
+    }
+
+    /// Polls `/health/full` until `pred` holds; panics with the last body
+    /// seen when the deadline passes.
+    pub fn wait_health(&self, what: &str, pred: impl Fn(u16, &HealthFull) -> bool) -> HealthFull {
+        let deadline = Instant::now() + DEADLINE;
+        let mut last = None;
+        loop {
+            if let Some((status, body)) = self.health_full() {
+                if pred(status, &body) {
+                    return body;
+                }
+                last = Some((status, body));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last: {last:#?}"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    pub fn wait_ok(&self) -> HealthFull {
+        self.wait_health("status ok", |code, h| {
+            code == 200 && h.status == revaer_api_models::HealthStatus::Ok
+        })
+    }
+
+    pub fn client(&self) -> &reqwest::blocking::Client {
+        &self.client
+    }
+
+    pub fn worker_pid(health: &HealthFull, worker: &str) -> u32 {
+        health.workers[worker].pid.unwrap()
+    }
+
+    /// Sends `sig` to the supervisor and waits for it to exit.
+    pub fn signal_and_wait(&mut self, sig: nix::sys::signal::Signal) -> ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, sig).unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "revaerd did not exit after {sig}"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `kill -9 pid`.
+pub fn kill9(pid: u32) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+}
+
+/// Whether `pid` still exists in any form, zombie included.
+pub fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Polls until `pid` no longer exists (not even as a zombie).
+pub fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + DEADLINE;
+    while process_exists(pid) {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} still exists: {state}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
