@@ -43,6 +43,7 @@ pub async fn run(
                 Some(SupervisorToWorker::Supervision(snapshot)) => {
                     // A new worker process: reconnect now rather than at the next retry.
                     state.engine.wake();
+                    state.engine_events.wake();
                     state.fsops.wake();
                     outputs.supervision.send_replace(Some(*snapshot));
                 }

@@ -8,6 +8,7 @@
 //! - [`control`]: the control channel to the supervisor.
 
 pub mod control;
+pub mod engine_events;
 pub mod health;
 pub mod links;
 pub mod problem;
@@ -26,6 +27,7 @@ use crate::links::WorkerLink;
 #[derive(Debug)]
 pub struct AppState {
     pub engine: WorkerLink,
+    pub engine_events: Arc<crate::engine_events::EngineEvents>,
     pub fsops: WorkerLink,
     /// Latest supervisor snapshot; `None` until the first arrives.
     pub supervision: watch::Receiver<Option<SupervisionSnapshot>>,
@@ -37,6 +39,7 @@ impl AppState {
     #[must_use]
     pub fn new(
         engine: WorkerLink,
+        engine_events: Arc<crate::engine_events::EngineEvents>,
         fsops: WorkerLink,
         supervision: watch::Receiver<Option<SupervisionSnapshot>>,
         sandbox: SandboxReport,
@@ -44,6 +47,7 @@ impl AppState {
     ) -> Arc<Self> {
         Arc::new(Self {
             engine,
+            engine_events,
             fsops,
             supervision,
             sandbox,

@@ -151,7 +151,7 @@ async fn run(
     }
 }
 
-async fn open(params: &LinkParams) -> Result<Connection<Stream>, IpcError> {
+pub(crate) async fn open(params: &LinkParams) -> Result<Connection<Stream>, IpcError> {
     let stream = connect(&params.socket).await?;
     check_peer_uid(&stream, params.uid)?;
     let mut conn = Connection::new(stream);

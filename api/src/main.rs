@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use revaer_api::control::{self, ControlEnd, ControlOutputs};
+use revaer_api::engine_events::EngineEvents;
 use revaer_api::links::{LinkParams, WorkerLink};
 use revaer_api::{AppState, routes, server};
 use revaer_ipc::{Connection, Role};
@@ -41,20 +42,20 @@ fn main() -> ExitCode {
 async fn run(boot: Bootstrapped) -> Result<ControlEnd, Box<dyn std::error::Error>> {
     let listen_addr = boot.init.config.api_listen()?;
     let uid = nix::unistd::geteuid().as_raw();
-    let link = |role: Role, socket| {
-        WorkerLink::spawn(LinkParams {
-            role,
-            socket,
-            secret: boot.init.secret.clone(),
-            build_id: revaer_ipc::build_info::build_id(),
-            uid,
-        })
+    let params = |role: Role, socket| LinkParams {
+        role,
+        socket,
+        secret: boot.init.secret.clone(),
+        build_id: revaer_ipc::build_info::build_id(),
+        uid,
     };
-    let engine = link(Role::Engine, boot.layout.engine_socket());
-    let fsops = link(Role::Fsops, boot.layout.fsops_socket());
+    let engine = WorkerLink::spawn(params(Role::Engine, boot.layout.engine_socket()));
+    let engine_events = EngineEvents::spawn(params(Role::Engine, boot.layout.engine_socket()));
+    let fsops = WorkerLink::spawn(params(Role::Fsops, boot.layout.fsops_socket()));
     let (supervision_tx, supervision_rx) = watch::channel(None);
     let state = AppState::new(
         engine,
+        engine_events,
         fsops,
         supervision_rx,
         boot.sandbox.clone(),

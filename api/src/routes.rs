@@ -39,10 +39,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(liveness))
         .route("/health/full", get(readiness));
     #[cfg(feature = "test-probes")]
-    let router = router.route(
-        "/v1/_test/probe/{worker}",
-        axum::routing::post(test_probes::probe),
-    );
+    let router = router
+        .route(
+            "/v1/_test/probe/{worker}",
+            axum::routing::post(test_probes::probe),
+        )
+        .route("/v1/_test/engine", axum::routing::post(test_probes::engine))
+        .route(
+            "/v1/_test/engine/events",
+            axum::routing::get(test_probes::engine_events),
+        );
     router
         .fallback(not_found)
         .with_state(state)
@@ -102,10 +108,28 @@ mod test_probes {
 
     use axum::Json;
     use axum::extract::{Path, State};
+    use revaer_ipc::engine::{EngineEvent, EngineRequest, EngineResponse};
     use revaer_ipc::{Probe, ProbeOutcome, WorkerRequest, WorkerResponse};
 
     use crate::AppState;
     use crate::problem::ApiError;
+
+    /// Test-only: forwards one engine command as the v1 API will.
+    pub async fn engine(
+        State(state): State<Arc<AppState>>,
+        Json(request): Json<EngineRequest>,
+    ) -> Result<Json<EngineResponse>, ApiError> {
+        match state.engine.request(WorkerRequest::Engine(request)).await {
+            Ok(WorkerResponse::Engine(response)) => Ok(Json(response)),
+            Ok(other) => Err(ApiError::BadRequest(format!("engine answered {other:?}"))),
+            Err(e) => Err(ApiError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Test-only: the engine events the API has received, oldest first.
+    pub async fn engine_events(State(state): State<Arc<AppState>>) -> Json<Vec<EngineEvent>> {
+        Json(state.engine_events.recent())
+    }
 
     pub async fn probe(
         State(state): State<Arc<AppState>>,

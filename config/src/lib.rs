@@ -41,6 +41,7 @@ pub enum ConfigError {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub api: ApiConfig,
+    pub engine: EngineConfig,
     pub supervisor: SupervisorConfig,
     pub sandbox: SandboxConfig,
 }
@@ -58,6 +59,47 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:7070".to_owned(),
+        }
+    }
+}
+
+/// `[engine]`: the BitTorrent session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent protocol switches"
+)]
+pub struct EngineConfig {
+    /// libtorrent `listen_interfaces`: comma-separated `IP:port` entries.
+    pub listen_interfaces: String,
+    pub enable_dht: bool,
+    pub enable_lsd: bool,
+    pub enable_upnp: bool,
+    pub enable_natpmp: bool,
+    /// uTP in both directions (TCP is always on).
+    pub enable_utp: bool,
+    /// Global limits in bytes per second; 0 = unlimited.
+    pub download_rate_limit: u64,
+    pub upload_rate_limit: u64,
+    pub connections_limit: u32,
+    /// Longest time a torrent's changed state may stay unsaved.
+    pub resume_flush_interval_secs: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            listen_interfaces: "0.0.0.0:6881,[::]:6881".to_owned(),
+            enable_dht: true,
+            enable_lsd: false,
+            enable_upnp: false,
+            enable_natpmp: false,
+            enable_utp: true,
+            download_rate_limit: 0,
+            upload_rate_limit: 0,
+            connections_limit: 500,
+            resume_flush_interval_secs: 15,
         }
     }
 }
@@ -160,6 +202,7 @@ impl Config {
                 reason: "must be between 1 and 600000".to_owned(),
             });
         }
+        self.engine.validate()?;
         if self.sandbox.worker_uid.is_some() != self.sandbox.worker_gid.is_some() {
             return Err(ConfigError::Invalid {
                 key: "sandbox.worker_uid",
@@ -176,6 +219,57 @@ impl Config {
     }
 }
 
+impl EngineConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        let interfaces = self.listen_interfaces.trim();
+        if interfaces.is_empty() || interfaces.len() > 1024 {
+            return invalid(
+                "engine.listen_interfaces",
+                "must list 1 to 1024 characters of IP:port entries",
+            );
+        }
+        for entry in interfaces.split(',') {
+            let entry = entry.trim();
+            let port = entry.rsplit_once(':').map(|(_, p)| p.trim_end_matches('s'));
+            if port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "engine.listen_interfaces",
+                    reason: format!("`{entry}` is not IP:port"),
+                });
+            }
+        }
+        let max_rate = u64::try_from(i32::MAX).unwrap_or(u64::MAX);
+        if self.download_rate_limit > max_rate {
+            return invalid(
+                "engine.download_rate_limit",
+                "must be at most 2147483647 bytes/s",
+            );
+        }
+        if self.upload_rate_limit > max_rate {
+            return invalid(
+                "engine.upload_rate_limit",
+                "must be at most 2147483647 bytes/s",
+            );
+        }
+        if self.connections_limit == 0 || self.connections_limit > 65_535 {
+            return invalid("engine.connections_limit", "must be between 1 and 65535");
+        }
+        if !(1..=30).contains(&self.resume_flush_interval_secs) {
+            return invalid(
+                "engine.resume_flush_interval_secs",
+                "must be between 1 and 30",
+            );
+        }
+        Ok(())
+    }
+}
+
 const DEFAULT_FILE: &str = r#"# Revaer configuration. Every key is optional; shown values are the defaults.
 # The daemon watches this file: edits apply live. An invalid edit is refused,
 # the previous configuration stays in force and /health/full reports why.
@@ -184,6 +278,22 @@ const DEFAULT_FILE: &str = r#"# Revaer configuration. Every key is optional; sho
 # Address of the HTTP API. Keep it on loopback unless a reverse proxy or a
 # firewall protects it.
 listen = "127.0.0.1:7070"
+
+[engine]
+# Where the BitTorrent engine listens for peers (comma-separated IP:port).
+listen_interfaces = "0.0.0.0:6881,[::]:6881"
+enable_dht = true
+enable_lsd = false
+enable_upnp = false
+enable_natpmp = false
+enable_utp = true
+# Global limits in bytes per second; 0 means unlimited.
+download_rate_limit = 0
+upload_rate_limit = 0
+connections_limit = 500
+# A torrent's progress is saved at least this often (1-30 s), and at once on
+# every add, pause, resume, selection, metadata arrival and completion.
+resume_flush_interval_secs = 15
 
 [supervisor]
 # Crashed workers are restarted after a delay that doubles on each crash
@@ -265,6 +375,42 @@ mod tests {
             Config::from_toml_bytes(&[0xff, 0xfe]),
             Err(ConfigError::NotUtf8)
         );
+    }
+
+    #[test]
+    fn engine_values_are_validated() {
+        for (text, key) in [
+            (
+                "[engine]\nlisten_interfaces = \"\"\n",
+                "engine.listen_interfaces",
+            ),
+            (
+                "[engine]\nlisten_interfaces = \"0.0.0.0\"\n",
+                "engine.listen_interfaces",
+            ),
+            (
+                "[engine]\nresume_flush_interval_secs = 31\n",
+                "engine.resume_flush_interval_secs",
+            ),
+            (
+                "[engine]\nconnections_limit = 0\n",
+                "engine.connections_limit",
+            ),
+            (
+                "[engine]\nupload_rate_limit = 3000000000\n",
+                "engine.upload_rate_limit",
+            ),
+        ] {
+            let err = Config::from_toml_bytes(text.as_bytes()).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { key: k, .. } if k == key),
+                "{text}: {err}"
+            );
+        }
+        let ok =
+            Config::from_toml_bytes(b"[engine]\nlisten_interfaces = \"127.0.0.1:0,[::1]:6881\"\n")
+                .unwrap();
+        assert_eq!(ok.engine.listen_interfaces, "127.0.0.1:0,[::1]:6881");
     }
 
     #[test]

@@ -109,10 +109,12 @@ async fn serve(listener: &Listener, secret: &BootSecret) -> Result<(), IpcError>
                     config_revision: 0,
                     sandbox: SandboxReport::default(),
                 })),
-                WorkerRequest::Probe(_) => WorkerResponse::Error(revaer_ipc::RemoteError {
-                    kind: revaer_ipc::ErrorKind::Unsupported,
-                    message: "no probes in the bench".to_owned(),
-                }),
+                WorkerRequest::Probe(_) | WorkerRequest::Engine(_) => {
+                    WorkerResponse::Error(revaer_ipc::RemoteError {
+                        kind: revaer_ipc::ErrorKind::Unsupported,
+                        message: "the bench answers only pings".to_owned(),
+                    })
+                }
             };
             conn.feed(&Envelope {
                 request_id: req.request_id,

@@ -14,6 +14,7 @@ pub mod build_info;
 pub mod codec;
 pub mod connection;
 pub mod control;
+pub mod engine;
 pub mod error;
 pub mod frame;
 pub mod handshake;

@@ -247,6 +247,8 @@ pub enum WorkerRequest {
     /// Test-only sandbox probe. Workers built without the `test-probes`
     /// feature answer [`WorkerResponse::Error`] with [`ErrorKind::Unsupported`].
     Probe(Probe),
+    /// Engine commands (answered only by the engine).
+    Engine(crate::engine::EngineRequest),
 }
 
 /// Sandbox probes: try something the sandbox must refuse.
@@ -268,6 +270,9 @@ pub enum WorkerResponse {
     Pong(Box<Pong>),
     Probe(ProbeOutcome),
     Error(RemoteError),
+    Engine(crate::engine::EngineResponse),
+    /// Pushed on a subscribed engine connection.
+    Event(crate::engine::EngineEvent),
 }
 
 /// Answer to [`WorkerRequest::Ping`].

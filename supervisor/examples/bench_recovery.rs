@@ -28,7 +28,7 @@ fn main() -> Result<(), BoxError> {
     std::fs::create_dir_all(&data)?;
     std::fs::write(
         data.join("revaer.toml"),
-        "[api]\nlisten = \"127.0.0.1:0\"\n[supervisor]\nrestart_backoff_initial_ms = 100\nrestart_backoff_reset_after_ms = 1\n",
+        "[api]\nlisten = \"127.0.0.1:0\"\n[engine]\nlisten_interfaces = \"127.0.0.1:0\"\nenable_dht = false\nenable_utp = false\n[supervisor]\nrestart_backoff_initial_ms = 100\nrestart_backoff_reset_after_ms = 1\n",
     )?;
 
     let started = Instant::now();

@@ -220,8 +220,11 @@ fn crash_looping_worker_backs_off_with_capped_delays() {
     std::fs::write(&fsops, "#!/bin/sh\nexit 3\n").unwrap();
     std::fs::set_permissions(&fsops, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    let config = "[api]\nlisten = \"127.0.0.1:0\"\n[supervisor]\nrestart_backoff_initial_ms = 40\nrestart_backoff_max_ms = 400\n";
-    let daemon = Daemon::start_with(&bins.0, config);
+    let config = format!(
+        "[api]\nlisten = \"127.0.0.1:0\"\n{}[supervisor]\nrestart_backoff_initial_ms = 40\nrestart_backoff_max_ms = 400\n",
+        common::LOOPBACK_ENGINE
+    );
+    let daemon = Daemon::start_with(&bins.0, &config);
 
     // Record the delay chosen after each restart.
     let mut delays: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
@@ -328,4 +331,44 @@ fn workers_switch_to_the_configured_identity_when_started_as_root() {
     // The engine, running as 65534, owns the socket it created.
     let meta = std::fs::metadata(daemon.data.0.join("run/engine.sock")).unwrap();
     assert_eq!(meta.uid(), 65534);
+}
+
+#[test]
+fn cli_health_reports_the_daemon_and_exit_codes_follow_the_outcome() {
+    let daemon = Daemon::start();
+    daemon.wait_ok();
+    let url = daemon.url().unwrap();
+    let ok = std::process::Command::new(bin_dir().join("revaer"))
+        .args(["--api-url", &url, "health"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let body: revaer_api_models::HealthFull = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(body.status, HealthStatus::Ok);
+
+    // Degraded → exit 5, with the document still printed.
+    std::fs::write(daemon.data.0.join("revaer.toml"), "[api]\nlisten = 7\n").unwrap();
+    daemon.wait_health("config degraded", |code, _| code == 503);
+    let degraded = std::process::Command::new(bin_dir().join("revaer"))
+        .args(["--api-url", &url, "health"])
+        .output()
+        .unwrap();
+    assert_eq!(degraded.status.code(), Some(5));
+    let body: revaer_api_models::HealthFull = serde_json::from_slice(&degraded.stdout).unwrap();
+    assert_eq!(body.degraded, vec!["config".to_owned()]);
+
+    // Nothing listening → exit 6 (transport).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let unreachable = std::process::Command::new(bin_dir().join("revaer"))
+        .args(["--api-url", &dead_url, "--timeout", "2", "health"])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(6));
 }

@@ -10,15 +10,59 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::sync::broadcast;
+
+use revaer_config::Config;
 use revaer_ipc::connection::ConnectionWriter;
+use revaer_ipc::engine::{
+    EngineError, EngineErrorKind, EngineEvent, EngineRequest, EngineResponse, TorrentSummary,
+};
 use revaer_ipc::handshake::{HandshakeParams, server_handshake};
 use revaer_ipc::transport::{Listener, Stream, check_peer_uid};
 use revaer_ipc::{
-    BootSecret, Connection, Envelope, IpcError, PROTOCOL_VERSION, Pong, Role, SupervisorToWorker,
-    WorkerReady, WorkerRequest, WorkerResponse, WorkerToSupervisor,
+    BootSecret, Connection, Envelope, ErrorKind, IpcError, PROTOCOL_VERSION, Pong, RemoteError,
+    Role, SupervisorToWorker, WorkerReady, WorkerRequest, WorkerResponse, WorkerToSupervisor,
 };
 
 use crate::{BootstrapError, Bootstrapped};
+
+/// The role-specific half of a worker's data channel. The generic server
+/// answers pings and probes itself and hands everything else here.
+pub trait Service: Send + Sync + 'static {
+    /// Answers one engine command (exactly one response per request).
+    fn handle(&self, request: EngineRequest) -> impl Future<Output = EngineResponse> + Send;
+
+    /// Starts an event subscription: the current full snapshot and a
+    /// receiver for every later event. `None` when this worker has no events.
+    fn subscribe(&self) -> Option<(Vec<TorrentSummary>, broadcast::Receiver<EngineEvent>)>;
+
+    /// Applies a configuration pushed by the supervisor.
+    fn apply_config(&self, config: &Config) -> impl Future<Output = ()> + Send;
+
+    /// Persists state before an orderly exit.
+    fn shutdown(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// A worker with no role-specific requests yet (FsOps at this stage).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoService;
+
+impl Service for NoService {
+    async fn handle(&self, _request: EngineRequest) -> EngineResponse {
+        EngineResponse::Error(EngineError {
+            kind: EngineErrorKind::Invalid,
+            message: "this worker does not take engine commands".to_owned(),
+        })
+    }
+
+    fn subscribe(&self) -> Option<(Vec<TorrentSummary>, broadcast::Receiver<EngineEvent>)> {
+        None
+    }
+
+    async fn apply_config(&self, _config: &Config) {}
+
+    async fn shutdown(&self) {}
+}
 
 /// Handshake deadline for data-channel clients.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,7 +89,10 @@ pub enum Stop {
 
 /// Serves `role`'s data socket until shutdown. Sends `Ready` to the
 /// supervisor once the socket is bound.
-pub async fn serve(boot: Bootstrapped) -> Result<Stop, BootstrapError> {
+pub async fn serve<S: Service>(
+    boot: Bootstrapped,
+    service: Arc<S>,
+) -> Result<Stop, BootstrapError> {
     let role = boot.init.role;
     let socket = match role {
         Role::Engine => boot.layout.engine_socket(),
@@ -67,11 +114,14 @@ pub async fn serve(boot: Bootstrapped) -> Result<Stop, BootstrapError> {
     tracing::info!(worker = role.as_str(), socket = %socket.display(), "serving");
 
     let accept_shared = Arc::clone(&shared);
-    let acceptor = tokio::spawn(async move { accept_loop(listener, accept_shared).await });
+    let accept_service = Arc::clone(&service);
+    let acceptor =
+        tokio::spawn(async move { accept_loop(listener, accept_shared, accept_service).await });
 
     let stop = loop {
         match control_rx.recv::<SupervisorToWorker>().await {
-            Ok(Some(SupervisorToWorker::ConfigUpdate { revision, .. })) => {
+            Ok(Some(SupervisorToWorker::ConfigUpdate { revision, config })) => {
+                service.apply_config(&config).await;
                 shared.config_revision.store(revision, Ordering::Release);
                 control_tx
                     .send(&WorkerToSupervisor::ConfigApplied { revision })
@@ -90,6 +140,9 @@ pub async fn serve(boot: Bootstrapped) -> Result<Stop, BootstrapError> {
         }
     };
     acceptor.abort();
+    if stop == Stop::Shutdown {
+        service.shutdown().await;
+    }
     let _ = std::fs::remove_file(&socket);
     tracing::info!(worker = role.as_str(), ?stop, "stopping");
     Ok(stop)
@@ -124,13 +177,14 @@ fn frame_name(frame: &SupervisorToWorker) -> &'static str {
     }
 }
 
-async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
+async fn accept_loop<S: Service>(listener: Listener, shared: Arc<Shared>, service: Arc<S>) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 let shared = Arc::clone(&shared);
+                let service = Arc::clone(&service);
                 tokio::spawn(async move {
-                    if let Err(e) = serve_connection(stream, &shared).await {
+                    if let Err(e) = serve_connection(stream, &shared, &*service).await {
                         tracing::warn!(worker = shared.role.as_str(), error = %e, "data connection ended");
                     }
                 });
@@ -144,7 +198,11 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
     }
 }
 
-async fn serve_connection(stream: Stream, shared: &Shared) -> Result<(), IpcError> {
+async fn serve_connection<S: Service>(
+    stream: Stream,
+    shared: &Shared,
+    service: &S,
+) -> Result<(), IpcError> {
     check_peer_uid(&stream, shared.uid)?;
     let mut conn = Connection::new(stream);
     server_handshake(
@@ -159,10 +217,20 @@ async fn serve_connection(stream: Stream, shared: &Shared) -> Result<(), IpcErro
     )
     .await?;
     while let Some(request) = conn.recv::<Envelope<WorkerRequest>>().await? {
-        let body = answer(&request.body, shared);
+        let body = match request.body {
+            WorkerRequest::Engine(EngineRequest::Subscribe) => match service.subscribe() {
+                Some((snapshot, events)) => {
+                    return stream_events(conn, request.request_id, snapshot, events, service)
+                        .await;
+                }
+                None => WorkerResponse::Engine(NoService.handle(EngineRequest::Subscribe).await),
+            },
+            WorkerRequest::Engine(command) => WorkerResponse::Engine(service.handle(command).await),
+            other => answer(&other, shared),
+        };
         conn.send(&Envelope {
             request_id: request.request_id,
-            traceparent: None,
+            traceparent: request.traceparent,
             body,
         })
         .await?;
@@ -170,8 +238,49 @@ async fn serve_connection(stream: Stream, shared: &Shared) -> Result<(), IpcErro
     Ok(())
 }
 
+/// Pushes the snapshot, then every event, until the subscriber goes away.
+/// A subscriber that falls behind gets a fresh snapshot rather than a gap.
+async fn stream_events<S: Service>(
+    mut conn: Connection<Stream>,
+    request_id: u64,
+    snapshot: Vec<TorrentSummary>,
+    mut events: broadcast::Receiver<EngineEvent>,
+    service: &S,
+) -> Result<(), IpcError> {
+    let push = |event| Envelope {
+        request_id,
+        traceparent: None,
+        body: WorkerResponse::Event(event),
+    };
+    conn.send(&push(EngineEvent::Snapshot(snapshot))).await?;
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) => conn.send(&push(event)).await?,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "event subscriber lagged; resending a snapshot");
+                    if let Some((snapshot, fresh)) = service.subscribe() {
+                        events = fresh;
+                        conn.send(&push(EngineEvent::Snapshot(snapshot))).await?;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+            // A subscriber sends nothing; EOF means it left.
+            inbound = conn.recv::<Envelope<WorkerRequest>>() => match inbound? {
+                None => return Ok(()),
+                Some(_) => return Err(IpcError::UnexpectedMessage("request on a subscribed connection")),
+            },
+        }
+    }
+}
+
 fn answer(request: &WorkerRequest, shared: &Shared) -> WorkerResponse {
     match request {
+        WorkerRequest::Engine(_) => WorkerResponse::Error(RemoteError {
+            kind: ErrorKind::Invalid,
+            message: "engine commands are routed before this point".to_owned(),
+        }),
         WorkerRequest::Ping => WorkerResponse::Pong(Box::new(Pong {
             role: shared.role,
             pid: std::process::id(),
@@ -190,7 +299,6 @@ fn run_probe(probe: &revaer_ipc::Probe) -> WorkerResponse {
 
 #[cfg(not(feature = "test-probes"))]
 fn run_probe(_probe: &revaer_ipc::Probe) -> WorkerResponse {
-    use revaer_ipc::{ErrorKind, RemoteError};
     WorkerResponse::Error(RemoteError {
         kind: ErrorKind::Unsupported,
         message: "sandbox probes are compiled only into test builds".to_owned(),

@@ -55,6 +55,8 @@ pub enum BootstrapError {
     Sandbox(#[from] revaer_sandbox::SandboxError),
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot start the service: {0}")]
+    Service(String),
 }
 
 /// Everything a worker has once it is sandboxed.
@@ -183,6 +185,9 @@ pub fn profile_for(
                     PathBuf::from("/etc/ssl"),
                     PathBuf::from("/etc/resolv.conf"),
                     PathBuf::from("/etc/hosts"),
+                    PathBuf::from("/etc/nsswitch.conf"),
+                    PathBuf::from("/etc/gai.conf"),
+                    PathBuf::from("/etc/host.conf"),
                 ],
                 false,
             ),
@@ -203,6 +208,8 @@ pub fn profile_for(
                 false,
             ),
         };
+    #[cfg(feature = "test-probes")]
+    let read_write = with_coverage_output(read_write);
     SandboxProfile {
         name,
         read_write,
@@ -219,7 +226,11 @@ pub fn profile_for(
 /// 70 could not start, 71 no runtime, 74 failed while serving, 75 the
 /// supervisor vanished.
 #[must_use]
-pub fn run_data_worker(role: Role) -> std::process::ExitCode {
+pub fn run_data_worker<S, F>(role: Role, make_service: F) -> std::process::ExitCode
+where
+    S: data_server::Service,
+    F: FnOnce(&Bootstrapped) -> Result<S, String>,
+{
     use std::process::ExitCode;
     logging::init(role.as_str());
     // Sandbox first: no thread or runtime exists yet.
@@ -237,7 +248,11 @@ pub fn run_data_worker(role: Role) -> std::process::ExitCode {
             return ExitCode::from(71);
         }
     };
-    match runtime.block_on(data_server::serve(boot)) {
+    let served = runtime.block_on(async {
+        let service = make_service(&boot).map_err(BootstrapError::Service)?;
+        data_server::serve(boot, std::sync::Arc::new(service)).await
+    });
+    match served {
         Ok(data_server::Stop::Shutdown) => ExitCode::SUCCESS,
         Ok(data_server::Stop::SupervisorGone) => ExitCode::from(75),
         Err(e) => {
@@ -254,4 +269,19 @@ pub fn worker_runtime() -> Result<tokio::runtime::Runtime, BootstrapError> {
         .enable_all()
         .build()
         .map_err(BootstrapError::Runtime)
+}
+
+/// Test builds only: a coverage-instrumented worker must be able to write its
+/// profile when it exits, so the directory named by `LLVM_PROFILE_FILE` (set
+/// by `just cov`, passed through by the supervisor) joins its writable set.
+#[cfg(feature = "test-probes")]
+fn with_coverage_output(mut read_write: Vec<PathBuf>) -> Vec<PathBuf> {
+    if let Some(dir) = std::env::var_os("LLVM_PROFILE_FILE")
+        .map(PathBuf::from)
+        .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+        .filter(|dir| dir.is_dir())
+    {
+        read_write.push(dir);
+    }
+    read_write
 }

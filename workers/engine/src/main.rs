@@ -1,11 +1,14 @@
-//! `revaer-engine`: a worker process of Revaer, only ever started by `revaerd`.
-//!
-//! The engine owns the libtorrent session (see the engine issue); at this stage it
-//! connects to the supervisor, locks itself into its sandbox, and answers
-//! health pings and sandbox probes on `run/engine.sock`.
+//! `revaer-engine`: the BitTorrent engine worker, only ever started by
+//! `revaerd`. It sandboxes itself, runs one libtorrent session over the
+//! downloads dir, keeps every torrent's resume data in `state/engine/`, and
+//! serves commands and events to the API on `run/engine.sock`. It keeps
+//! seeding whether or not the API is connected.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    revaer_worker_bootstrap::run_data_worker(revaer_ipc::Role::Engine)
+    revaer_worker_bootstrap::run_data_worker(
+        revaer_ipc::Role::Engine,
+        revaer_engine::EngineService::start,
+    )
 }

@@ -8,5 +8,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    revaer_worker_bootstrap::run_data_worker(revaer_ipc::Role::Fsops)
+    revaer_worker_bootstrap::run_data_worker(revaer_ipc::Role::Fsops, |_| {
+        Ok(revaer_worker_bootstrap::data_server::NoService)
+    })
 }

@@ -1,0 +1,884 @@
+//! The engine service: one libtorrent session, the torrents' durable state,
+//! and the translation between IPC commands/events and libtorrent.
+//!
+//! Threads and tasks (see ADR 005):
+//! - an **alert pump** thread blocks in `wait_for_alert` and forwards popped
+//!   alert batches to the async side, so libtorrent's alert queue never
+//!   waits on us;
+//! - the **alert task** applies alerts in order: status updates refresh the
+//!   in-memory summaries, state changes and completions become events,
+//!   progress events are coalesced to ≤ 2 Hz per torrent, and resume data is
+//!   written atomically to `state/engine/`;
+//! - a **ticker** asks for status updates every 500 ms and flushes the resume
+//!   data of torrents whose progress changed, at most
+//!   `resume_flush_interval_secs` after the change.
+//!
+//! Resume data is also requested at once after every meaningful change
+//! (add, metadata, pause/resume, selection, rate, sequential, completion), so
+//! a `kill -9` loses at most the pieces downloaded since the last flush —
+//! and those are found again by libtorrent's own piece check of partial data.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use libtorrent_sys as lt;
+use revaer_config::{Config, EngineConfig};
+use revaer_ipc::engine::{
+    AddTorrent, EngineError, EngineErrorKind, EngineEvent, EngineRequest, EngineResponse,
+    FileDetail, MAX_MAGNET_BYTES, MAX_TORRENT_FILE_BYTES, Rate, TorrentDetail, TorrentId,
+    TorrentSource, TorrentState, TorrentSummary,
+};
+use tokio::sync::{Notify, broadcast, mpsc};
+
+use crate::store::{StateKind, StateStore};
+
+/// Progress events per torrent are at most this frequent.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// How often libtorrent is asked for status updates.
+const STATUS_EVERY: Duration = Duration::from_millis(500);
+/// Events buffered per subscriber before it is re-synchronised.
+const EVENT_BUFFER: usize = 4096;
+/// Longest wait for resume data at shutdown.
+const SHUTDOWN_SAVE_DEADLINE: Duration = Duration::from_secs(8);
+
+/// One torrent as the engine tracks it.
+#[derive(Debug, Clone)]
+struct Tracked {
+    summary: TorrentSummary,
+    last_progress_event: Option<Instant>,
+    /// Bytes done when resume data was last requested.
+    saved_done: u64,
+}
+
+/// The engine: shared by the data-channel server and the background tasks.
+#[derive(Debug)]
+pub struct Engine {
+    session: Arc<lt::Session>,
+    store: StateStore,
+    downloads: PathBuf,
+    torrents: Mutex<BTreeMap<TorrentId, Tracked>>,
+    events: broadcast::Sender<EngineEvent>,
+    settings: Mutex<lt::SessionSettings>,
+    flush_every_secs: AtomicU64,
+    /// Torrents whose resume data is awaited (shutdown).
+    awaiting_save: Mutex<HashSet<TorrentId>>,
+    saved: Notify,
+    stopping: Arc<AtomicBool>,
+}
+
+fn to_lt(id: TorrentId) -> lt::TorrentId {
+    lt::TorrentId::new(id.0)
+}
+
+fn to_ipc(id: lt::TorrentId) -> TorrentId {
+    TorrentId(*id.as_bytes())
+}
+
+fn session_settings(config: &EngineConfig) -> lt::SessionSettings {
+    lt::SessionSettings {
+        listen_interfaces: config.listen_interfaces.clone(),
+        enable_dht: config.enable_dht,
+        enable_lsd: config.enable_lsd,
+        enable_upnp: config.enable_upnp,
+        enable_natpmp: config.enable_natpmp,
+        enable_utp: config.enable_utp,
+        download_rate_limit: rate_to_lt(Some(config.download_rate_limit)).unwrap_or(0),
+        upload_rate_limit: rate_to_lt(Some(config.upload_rate_limit)).unwrap_or(0),
+        connections_limit: i32::try_from(config.connections_limit).unwrap_or(i32::MAX),
+        allow_multiple_connections_per_ip: false,
+        user_agent: format!("Revaer/{}", revaer_ipc::build_info::VERSION),
+    }
+}
+
+/// Bytes/s to libtorrent's `int` limit (0 = unlimited). `None` when too big.
+fn rate_to_lt(rate: Rate) -> Option<i32> {
+    match rate {
+        None | Some(0) => Some(0),
+        Some(r) => i32::try_from(r).ok(),
+    }
+}
+
+fn rate_from_lt(limit: i32) -> Rate {
+    u64::try_from(limit).ok().filter(|&l| l > 0)
+}
+
+fn non_negative(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn state_of(st: &lt::TorrentStatus) -> TorrentState {
+    if st.error.is_some() {
+        return TorrentState::Error;
+    }
+    if st.paused {
+        return TorrentState::Paused;
+    }
+    match st.state {
+        lt::TorrentState::CheckingFiles => TorrentState::CheckingFiles,
+        lt::TorrentState::CheckingResumeData => TorrentState::CheckingResumeData,
+        lt::TorrentState::DownloadingMetadata => TorrentState::DownloadingMetadata,
+        lt::TorrentState::Finished => TorrentState::Finished,
+        lt::TorrentState::Seeding => TorrentState::Seeding,
+        lt::TorrentState::Downloading | lt::TorrentState::Unknown(_) => TorrentState::Downloading,
+    }
+}
+
+fn summarize(st: &lt::TorrentStatus) -> TorrentSummary {
+    TorrentSummary {
+        id: to_ipc(st.id),
+        name: st.name.clone(),
+        state: state_of(st),
+        progress_ppm: st.progress_ppm,
+        download_bps: non_negative(st.download_rate),
+        upload_bps: non_negative(st.upload_rate),
+        peers: u32::try_from(st.num_peers).unwrap_or(0),
+        seeds: u32::try_from(st.num_seeds).unwrap_or(0),
+        total_wanted: non_negative(st.total_wanted),
+        total_done: non_negative(st.total_wanted_done),
+        downloaded: non_negative(st.all_time_download),
+        uploaded: non_negative(st.all_time_upload),
+        paused: st.paused,
+        sequential: st.sequential,
+        has_metadata: st.has_metadata,
+        error: st.error.clone(),
+    }
+}
+
+fn error(kind: EngineErrorKind, message: impl Into<String>) -> EngineResponse {
+    EngineResponse::Error(EngineError {
+        kind,
+        message: message.into(),
+    })
+}
+
+fn lt_error(e: &lt::Error) -> EngineResponse {
+    let kind = match e {
+        lt::Error::NotFound(_) => EngineErrorKind::NotFound,
+        lt::Error::AlreadyExists(_) => EngineErrorKind::Duplicate,
+        lt::Error::InvalidTorrent(_)
+        | lt::Error::InvalidMagnet(_)
+        | lt::Error::InvalidArgument(_)
+        | lt::Error::TooLarge { .. } => EngineErrorKind::Invalid,
+        _ => EngineErrorKind::Internal,
+    };
+    error(kind, e.to_string())
+}
+
+impl Engine {
+    /// Creates the session, reloads every stored torrent, and starts the
+    /// alert pump, alert task and ticker. Must run inside a tokio runtime.
+    pub fn start(
+        config: &Config,
+        state_dir: PathBuf,
+        downloads: PathBuf,
+    ) -> Result<Arc<Self>, String> {
+        let settings = session_settings(&config.engine);
+        let session =
+            Arc::new(lt::Session::new(&settings).map_err(|e| format!("libtorrent session: {e}"))?);
+        let store = StateStore::open(state_dir).map_err(|e| format!("state directory: {e}"))?;
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let engine = Arc::new(Self {
+            session,
+            store,
+            downloads,
+            torrents: Mutex::new(BTreeMap::new()),
+            events,
+            settings: Mutex::new(settings),
+            flush_every_secs: AtomicU64::new(config.engine.resume_flush_interval_secs),
+            awaiting_save: Mutex::new(HashSet::new()),
+            saved: Notify::new(),
+            stopping: Arc::new(AtomicBool::new(false)),
+        });
+        engine.restore();
+        let (alert_tx, alert_rx) = mpsc::channel(256);
+        spawn_alert_pump(
+            Arc::clone(&engine.session),
+            alert_tx,
+            Arc::clone(&engine.stopping),
+        );
+        tokio::spawn(Arc::clone(&engine).alert_task(alert_rx));
+        tokio::spawn(Arc::clone(&engine).ticker());
+        Ok(engine)
+    }
+
+    fn torrents(&self) -> MutexGuard<'_, BTreeMap<TorrentId, Tracked>> {
+        self.torrents
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn emit(&self, event: EngineEvent) {
+        // No subscriber is fine: the engine keeps running without the API.
+        let _ = self.events.send(event);
+    }
+
+    /// Loads every stored torrent. Resume data first; if libtorrent refuses
+    /// it, it is quarantined and the torrent is re-added from its original
+    /// .torrent or magnet (which costs a recheck, not the torrent).
+    fn restore(&self) {
+        let (stored, quarantined) = match self.store.load_all() {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the state directory; starting empty");
+                return;
+            }
+        };
+        for q in quarantined {
+            if let Ok(id) = q.id.parse() {
+                self.emit(EngineEvent::StateQuarantined {
+                    id,
+                    reason: q.reason,
+                });
+            }
+        }
+        let mut restored = 0_usize;
+        for item in stored {
+            let Ok(id) = item.id.parse::<TorrentId>() else {
+                continue;
+            };
+            let mut added = false;
+            if let Some(resume) = item.resume {
+                let mut params = lt::AddTorrentParams::new(
+                    lt::TorrentSource::ResumeData(resume),
+                    &self.downloads,
+                );
+                params.auto_managed = false;
+                match self.session.add_torrent(&params) {
+                    Ok(_) => added = true,
+                    Err(e) => {
+                        let reason = format!("libtorrent refused the resume data: {e}");
+                        if let Ok(q) = self.store.quarantine(&item.id, StateKind::Resume, &reason) {
+                            self.emit(EngineEvent::StateQuarantined {
+                                id,
+                                reason: q.reason,
+                            });
+                        }
+                    }
+                }
+            }
+            if !added {
+                let source = match (item.torrent, item.magnet) {
+                    (Some(bytes), _) => Some(lt::TorrentSource::TorrentFile(bytes)),
+                    (None, Some(uri)) => Some(lt::TorrentSource::Magnet(uri)),
+                    (None, None) => None,
+                };
+                if let Some(source) = source {
+                    let mut params = lt::AddTorrentParams::new(source, &self.downloads);
+                    params.auto_managed = false;
+                    match self.session.add_torrent(&params) {
+                        Ok(_) => added = true,
+                        Err(e) => {
+                            tracing::error!(id = %id, error = %e, "cannot restore torrent");
+                            let kind = if self.store.dir().join(format!("{id}.torrent")).exists() {
+                                StateKind::Torrent
+                            } else {
+                                StateKind::Magnet
+                            };
+                            let reason = format!("libtorrent refused the stored source: {e}");
+                            if let Ok(q) = self.store.quarantine(&item.id, kind, &reason) {
+                                self.emit(EngineEvent::StateQuarantined {
+                                    id,
+                                    reason: q.reason,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            if added {
+                restored += 1;
+                self.track(id);
+            }
+        }
+        tracing::info!(restored, "torrents restored from state");
+    }
+
+    /// Starts tracking `id` from its current status.
+    fn track(&self, id: TorrentId) -> Option<TorrentSummary> {
+        let status = self.session.status(&to_lt(id)).ok()?;
+        let summary = summarize(&status);
+        self.torrents().insert(
+            id,
+            Tracked {
+                summary: summary.clone(),
+                last_progress_event: None,
+                saved_done: summary.total_done,
+            },
+        );
+        Some(summary)
+    }
+
+    /// Asks libtorrent for resume data now (answered by an alert).
+    fn request_save(&self, id: TorrentId) {
+        if let Err(e) = self.session.save_resume_data(&to_lt(id)) {
+            tracing::debug!(id = %id, error = %e, "cannot request resume data");
+        }
+    }
+
+    /// Re-reads one torrent's status and emits `StateChanged` if it moved.
+    fn refresh(&self, id: TorrentId) {
+        if let Ok(status) = self.session.status(&to_lt(id)) {
+            self.apply_status(&status, true);
+        }
+    }
+
+    /// Applies a status to the tracked summary; emits state changes, and
+    /// progress at most every 500 ms (always when `force`).
+    fn apply_status(&self, status: &lt::TorrentStatus, force: bool) {
+        let summary = summarize(status);
+        let id = summary.id;
+        let mut events = Vec::new();
+        {
+            let mut torrents = self.torrents();
+            let Some(tracked) = torrents.get_mut(&id) else {
+                return;
+            };
+            if tracked.summary.state != summary.state {
+                events.push(EngineEvent::StateChanged {
+                    id,
+                    state: summary.state,
+                });
+            }
+            let changed = tracked.summary != summary;
+            let due = tracked
+                .last_progress_event
+                .is_none_or(|at| at.elapsed() >= PROGRESS_EVERY);
+            if changed && (due || force) {
+                tracked.last_progress_event = Some(Instant::now());
+                events.push(EngineEvent::Progress(Box::new(summary.clone())));
+            }
+            tracked.summary = summary;
+        }
+        for event in events {
+            self.emit(event);
+        }
+    }
+
+    async fn alert_task(self: Arc<Self>, mut alerts: mpsc::Receiver<Vec<lt::Alert>>) {
+        while let Some(batch) = alerts.recv().await {
+            for alert in batch {
+                self.on_alert(alert).await;
+            }
+        }
+    }
+
+    async fn on_alert(&self, alert: lt::Alert) {
+        match alert {
+            lt::Alert::StateUpdate(statuses) => {
+                for status in &statuses {
+                    self.apply_status(status, false);
+                }
+            }
+            lt::Alert::MetadataReceived { id } => {
+                let id = to_ipc(id);
+                let name = self
+                    .session
+                    .status(&to_lt(id))
+                    .map(|s| s.name)
+                    .unwrap_or_default();
+                self.emit(EngineEvent::MetadataReceived { id, name });
+                self.refresh(id);
+                self.request_save(id);
+            }
+            lt::Alert::StateChanged { id, .. } => self.refresh(to_ipc(id)),
+            lt::Alert::TorrentFinished { id } => {
+                let id = to_ipc(id);
+                if self.torrents().contains_key(&id) {
+                    self.refresh(id);
+                    self.emit(EngineEvent::Completed { id });
+                    self.request_save(id);
+                }
+            }
+            lt::Alert::TorrentError { id, error } => {
+                let id = to_ipc(id);
+                self.refresh(id);
+                self.emit(EngineEvent::Error { id, message: error });
+            }
+            lt::Alert::FileError { id, file, error } => {
+                let id = to_ipc(id);
+                self.refresh(id);
+                self.emit(EngineEvent::Error {
+                    id,
+                    message: format!("{file}: {error}"),
+                });
+            }
+            lt::Alert::TrackerError {
+                id, url, message, ..
+            } => {
+                self.emit(EngineEvent::TrackerError {
+                    id: to_ipc(id),
+                    url,
+                    message,
+                });
+            }
+            lt::Alert::SaveResumeData { id, data } => {
+                let id = to_ipc(id);
+                if self.torrents().contains_key(&id) {
+                    let store = self.store.clone();
+                    let key = id.to_string();
+                    let written = tokio::task::spawn_blocking(move || {
+                        store.save(&key, StateKind::Resume, &data)
+                    })
+                    .await;
+                    match written {
+                        Ok(Ok(())) => tracing::debug!(id = %id, "resume data saved"),
+                        Ok(Err(e)) => {
+                            tracing::error!(id = %id, error = %e, "cannot save resume data");
+                        }
+                        Err(e) => tracing::error!(id = %id, error = %e, "resume writer failed"),
+                    }
+                }
+                self.mark_saved(id);
+            }
+            lt::Alert::SaveResumeDataFailed { id, error } => {
+                tracing::debug!(id = %id, %error, "resume data not saved");
+                self.mark_saved(to_ipc(id));
+            }
+            lt::Alert::ListenSucceeded { address, port } => {
+                tracing::info!(%address, port, "engine listening for peers");
+            }
+            lt::Alert::ListenFailed {
+                address,
+                port,
+                error,
+            } => {
+                tracing::error!(%address, port, %error, "engine cannot listen");
+            }
+            lt::Alert::FastresumeRejected { id, error } => {
+                tracing::warn!(id = %id, %error, "resume data rejected; libtorrent rechecks");
+            }
+            _ => {}
+        }
+    }
+
+    fn mark_saved(&self, id: TorrentId) {
+        let removed = self
+            .awaiting_save
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
+        if removed {
+            self.saved.notify_waiters();
+        }
+    }
+
+    async fn ticker(self: Arc<Self>) {
+        let mut status_timer = tokio::time::interval(STATUS_EVERY);
+        status_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_flush = Instant::now();
+        loop {
+            status_timer.tick().await;
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            self.session.post_torrent_updates();
+            let flush_every = Duration::from_secs(self.flush_every_secs.load(Ordering::Acquire));
+            if last_flush.elapsed() >= flush_every {
+                last_flush = Instant::now();
+                let dirty: Vec<TorrentId> = {
+                    let mut torrents = self.torrents();
+                    torrents
+                        .iter_mut()
+                        .filter(|(_, t)| t.summary.total_done != t.saved_done)
+                        .map(|(id, t)| {
+                            t.saved_done = t.summary.total_done;
+                            *id
+                        })
+                        .collect()
+                };
+                for id in dirty {
+                    self.request_save(id);
+                }
+            }
+        }
+    }
+
+    fn require(&self, id: TorrentId) -> Result<(), EngineResponse> {
+        if self.torrents().contains_key(&id) {
+            Ok(())
+        } else {
+            Err(error(EngineErrorKind::NotFound, format!("no torrent {id}")))
+        }
+    }
+
+    async fn add(&self, add: AddTorrent) -> EngineResponse {
+        if add.file_priorities.iter().any(|&p| p > 7) {
+            return error(EngineErrorKind::Invalid, "file priorities are 0 to 7");
+        }
+        let (id, source, kind, bytes) = match add.source {
+            TorrentSource::TorrentFile(bytes) => {
+                if bytes.len() > MAX_TORRENT_FILE_BYTES {
+                    return error(
+                        EngineErrorKind::Invalid,
+                        format!(".torrent is larger than {MAX_TORRENT_FILE_BYTES} bytes"),
+                    );
+                }
+                let info = match lt::parse_torrent(&bytes) {
+                    Ok(info) => info,
+                    Err(e) => return lt_error(&e),
+                };
+                if !add.file_priorities.is_empty() && add.file_priorities.len() != info.files.len()
+                {
+                    return error(
+                        EngineErrorKind::Invalid,
+                        format!(
+                            "{} file priorities given for {} files",
+                            add.file_priorities.len(),
+                            info.files.len()
+                        ),
+                    );
+                }
+                (
+                    to_ipc(info.id),
+                    lt::TorrentSource::TorrentFile(bytes.clone()),
+                    StateKind::Torrent,
+                    bytes,
+                )
+            }
+            TorrentSource::Magnet(uri) => {
+                if uri.len() > MAX_MAGNET_BYTES {
+                    return error(
+                        EngineErrorKind::Invalid,
+                        format!("magnet link is longer than {MAX_MAGNET_BYTES} bytes"),
+                    );
+                }
+                let info = match lt::parse_magnet(&uri) {
+                    Ok(info) => info,
+                    Err(e) => return lt_error(&e),
+                };
+                (
+                    to_ipc(info.id),
+                    lt::TorrentSource::Magnet(uri.clone()),
+                    StateKind::Magnet,
+                    uri.into_bytes(),
+                )
+            }
+        };
+        if self.torrents().contains_key(&id) {
+            return error(
+                EngineErrorKind::Duplicate,
+                format!("torrent {id} is already present"),
+            );
+        }
+        // Durable intent first: once we answer, a crash cannot lose the add.
+        let store = self.store.clone();
+        let key = id.to_string();
+        let persisted = tokio::task::spawn_blocking(move || store.save(&key, kind, &bytes)).await;
+        if let Err(e) = persisted
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            return error(
+                EngineErrorKind::Internal,
+                format!("cannot persist the torrent: {e}"),
+            );
+        }
+        let mut params = lt::AddTorrentParams::new(source, &self.downloads);
+        params.paused = add.paused;
+        params.auto_managed = false;
+        params.sequential = add.sequential;
+        params.file_priorities = add.file_priorities;
+        params.peers = add.peers;
+        match self.session.add_torrent(&params) {
+            Ok(added) => {
+                let id = to_ipc(added);
+                if let Some(summary) = self.track(id) {
+                    self.emit(EngineEvent::Added(Box::new(summary)));
+                }
+                self.request_save(id);
+                EngineResponse::Added { id }
+            }
+            Err(e) => {
+                let _ = self.store.remove(&id.to_string());
+                lt_error(&e)
+            }
+        }
+    }
+
+    async fn remove(&self, id: TorrentId, delete_data: bool) -> EngineResponse {
+        if let Err(e) = self.require(id) {
+            return e;
+        }
+        if let Err(e) = self.session.remove_torrent(&to_lt(id), delete_data) {
+            return lt_error(&e);
+        }
+        self.torrents().remove(&id);
+        self.mark_saved(id);
+        let store = self.store.clone();
+        let key = id.to_string();
+        match tokio::task::spawn_blocking(move || store.remove(&key)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(id = %id, error = %e, "cannot delete torrent state"),
+            Err(e) => tracing::error!(id = %id, error = %e, "state remover failed"),
+        }
+        self.emit(EngineEvent::Removed { id });
+        EngineResponse::Done
+    }
+
+    /// Runs a session operation on a known torrent, then refreshes it and,
+    /// when `persist`, saves its resume data.
+    fn act(
+        &self,
+        id: TorrentId,
+        persist: bool,
+        op: impl FnOnce(&lt::Session, &lt::TorrentId) -> Result<(), lt::Error>,
+    ) -> EngineResponse {
+        if let Err(e) = self.require(id) {
+            return e;
+        }
+        if let Err(e) = op(&self.session, &to_lt(id)) {
+            return lt_error(&e);
+        }
+        self.refresh(id);
+        if persist {
+            self.request_save(id);
+        }
+        EngineResponse::Done
+    }
+
+    fn detail(&self, id: TorrentId) -> EngineResponse {
+        if let Err(e) = self.require(id) {
+            return e;
+        }
+        let lid = to_lt(id);
+        let status = match self.session.status(&lid) {
+            Ok(s) => s,
+            Err(e) => return lt_error(&e),
+        };
+        let info = self.session.torrent_info(&lid).ok().flatten();
+        let priorities = self.session.file_priorities(&lid).unwrap_or_default();
+        let (download, upload) = self.session.torrent_limits(&lid).unwrap_or((0, 0));
+        let files = info
+            .as_ref()
+            .map(|i| {
+                i.files
+                    .iter()
+                    .filter(|f| !f.pad)
+                    .map(|f| FileDetail {
+                        index: f.index,
+                        path: f.path.clone(),
+                        size: non_negative(f.size),
+                        priority: priorities
+                            .get(usize::try_from(f.index).unwrap_or(usize::MAX))
+                            .copied()
+                            .unwrap_or(4),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        EngineResponse::Detail(Box::new(TorrentDetail {
+            summary: summarize(&status),
+            files,
+            trackers: info
+                .as_ref()
+                .map(|i| i.trackers.clone())
+                .unwrap_or_default(),
+            piece_length: info
+                .as_ref()
+                .and_then(|i| u32::try_from(i.piece_length).ok())
+                .unwrap_or(0),
+            private: info.as_ref().is_some_and(|i| i.private),
+            download_limit: rate_from_lt(download),
+            upload_limit: rate_from_lt(upload),
+        }))
+    }
+
+    fn select_files(&self, id: TorrentId, priorities: &[u8]) -> EngineResponse {
+        if let Err(e) = self.require(id) {
+            return e;
+        }
+        if priorities.iter().any(|&p| p > 7) {
+            return error(EngineErrorKind::Invalid, "file priorities are 0 to 7");
+        }
+        let lid = to_lt(id);
+        match self.session.torrent_info(&lid) {
+            Ok(Some(info)) if info.files.len() == priorities.len() => {}
+            Ok(Some(info)) => {
+                return error(
+                    EngineErrorKind::Invalid,
+                    format!(
+                        "{} priorities given for {} files",
+                        priorities.len(),
+                        info.files.len()
+                    ),
+                );
+            }
+            Ok(None) => {
+                return error(
+                    EngineErrorKind::Invalid,
+                    "the torrent's metadata has not arrived yet",
+                );
+            }
+            Err(e) => return lt_error(&e),
+        }
+        if let Err(e) = self.session.set_file_priorities(&lid, priorities) {
+            return lt_error(&e);
+        }
+        self.emit(EngineEvent::FilesSelected {
+            id,
+            priorities: priorities.to_vec(),
+        });
+        self.request_save(id);
+        EngineResponse::Done
+    }
+
+    fn set_global_rate(&self, download: Rate, upload: Rate) -> EngineResponse {
+        let (Some(down), Some(up)) = (rate_to_lt(download), rate_to_lt(upload)) else {
+            return error(
+                EngineErrorKind::Invalid,
+                "rate limits are at most 2147483647 bytes/s",
+            );
+        };
+        let settings = {
+            let mut settings = self
+                .settings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            settings.download_rate_limit = down;
+            settings.upload_rate_limit = up;
+            settings.clone()
+        };
+        match self.session.apply_settings(&settings) {
+            Ok(()) => EngineResponse::Done,
+            Err(e) => lt_error(&e),
+        }
+    }
+
+    /// Handles one command.
+    pub async fn handle(&self, request: EngineRequest) -> EngineResponse {
+        match request {
+            EngineRequest::Add(add) => self.add(*add).await,
+            EngineRequest::Remove { id, delete_data } => self.remove(id, delete_data).await,
+            EngineRequest::Pause { id } => self.act(id, true, lt::Session::pause),
+            EngineRequest::Resume { id } => self.act(id, true, lt::Session::resume),
+            EngineRequest::Reannounce { id } => self.act(id, false, lt::Session::force_reannounce),
+            EngineRequest::Recheck { id } => self.act(id, false, lt::Session::force_recheck),
+            EngineRequest::SetSequential { id, enabled } => {
+                self.act(id, true, |s, lid| s.set_sequential(lid, enabled))
+            }
+            EngineRequest::SetTorrentRate {
+                id,
+                download,
+                upload,
+            } => {
+                let (Some(down), Some(up)) = (rate_to_lt(download), rate_to_lt(upload)) else {
+                    return error(
+                        EngineErrorKind::Invalid,
+                        "rate limits are at most 2147483647 bytes/s",
+                    );
+                };
+                self.act(id, true, |s, lid| s.set_torrent_limits(lid, down, up))
+            }
+            EngineRequest::SelectFiles { id, priorities } => self.select_files(id, &priorities),
+            EngineRequest::SetGlobalRate { download, upload } => {
+                self.set_global_rate(download, upload)
+            }
+            EngineRequest::ConnectPeer { id, addr } => {
+                self.act(id, false, |s, lid| s.connect_peer(lid, addr))
+            }
+            EngineRequest::List => EngineResponse::List(self.snapshot()),
+            EngineRequest::Detail { id } => self.detail(id),
+            EngineRequest::Subscribe => error(
+                EngineErrorKind::Invalid,
+                "subscribe is handled by the connection, not as a command",
+            ),
+        }
+    }
+
+    /// Every tracked torrent, sorted by id.
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<TorrentSummary> {
+        self.torrents()
+            .values()
+            .map(|t| t.summary.clone())
+            .collect()
+    }
+
+    /// A snapshot and a receiver for everything after it.
+    #[must_use]
+    pub fn subscribe(&self) -> (Vec<TorrentSummary>, broadcast::Receiver<EngineEvent>) {
+        // Subscribe first so no event between the two is lost (a duplicate
+        // progress update is harmless; a gap is not).
+        let rx = self.events.subscribe();
+        (self.snapshot(), rx)
+    }
+
+    /// Applies a new configuration live: rate limits, listen interfaces,
+    /// protocol switches, connection limit, flush interval.
+    pub fn apply_config(&self, config: &Config) {
+        let settings = session_settings(&config.engine);
+        *self
+            .settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = settings.clone();
+        self.flush_every_secs
+            .store(config.engine.resume_flush_interval_secs, Ordering::Release);
+        if let Err(e) = self.session.apply_settings(&settings) {
+            tracing::error!(error = %e, "cannot apply engine settings");
+        }
+    }
+
+    /// Saves every torrent's resume data, waiting (bounded) for libtorrent
+    /// to deliver it, then stops the background work.
+    pub async fn shutdown(&self) {
+        let ids: Vec<TorrentId> = self.torrents().keys().copied().collect();
+        self.awaiting_save
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(ids.iter().copied());
+        for id in &ids {
+            self.request_save(*id);
+        }
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_SAVE_DEADLINE;
+        loop {
+            let notified = self.saved.notified();
+            let remaining = self
+                .awaiting_save
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .len();
+            if remaining == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                tracing::warn!(remaining, "shutdown: not all resume data arrived in time");
+                break;
+            }
+        }
+        self.stopping.store(true, Ordering::Release);
+        tracing::info!(torrents = ids.len(), "engine state saved");
+    }
+
+    /// The port libtorrent listens on.
+    #[must_use]
+    pub fn listen_port(&self) -> u16 {
+        self.session.listen_port()
+    }
+}
+
+/// Blocks on libtorrent's alert queue in a thread of its own and forwards
+/// batches to the async side until the engine stops.
+fn spawn_alert_pump(
+    session: Arc<lt::Session>,
+    tx: mpsc::Sender<Vec<lt::Alert>>,
+    stopping: Arc<AtomicBool>,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("alert-pump".to_owned())
+        .spawn(move || {
+            while !stopping.load(Ordering::Acquire) {
+                if session.wait_for_alert(Duration::from_millis(200)) {
+                    let batch = session.pop_alerts();
+                    if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the alert pump");
+    }
+}
