@@ -3,7 +3,13 @@
 //! deadlines. Nothing here sleeps to synchronise: every wait is a poll for
 //! an observable condition with a generous deadline.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::needless_pass_by_value
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -209,4 +215,200 @@ pub fn wait_gone(pid: u32) {
         );
         std::thread::sleep(POLL);
     }
+}
+
+// ---------------------------------------------------------------------------
+// BitTorrent fixtures
+// ---------------------------------------------------------------------------
+
+/// Deterministic pseudo-random bytes (xorshift), so fixtures differ per file
+/// without a RNG dependency.
+pub fn fixture_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A libtorrent session in the test process seeding one torrent on
+/// 127.0.0.1, with DHT/LSD/UPnP/NAT-PMP and uTP off.
+pub struct Seed {
+    pub session: libtorrent_sys::Session,
+    pub dir: TempDir,
+    /// Name of the torrent's top folder (multi-file) or file (single-file).
+    pub name: String,
+    pub files: Vec<(String, Vec<u8>)>,
+    pub torrent: Vec<u8>,
+    pub id: String,
+    pub port: u16,
+}
+
+impl Seed {
+    /// Seeds a multi-file v1 torrent named `name` with the given files
+    /// (relative path, size). `upload_limit` in bytes/s (0 = unlimited).
+    pub fn multi_file(name: &str, files: &[(&str, usize)], upload_limit: i32) -> Self {
+        let dir = TempDir::new("seed");
+        let root = dir.0.join(name);
+        let mut contents = Vec::new();
+        for (i, (path, size)) in files.iter().enumerate() {
+            let bytes = fixture_bytes(*size, 0x5eed + i as u64);
+            let full = root.join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(&full, &bytes).unwrap();
+            contents.push(((*path).to_owned(), bytes));
+        }
+        let torrent = libtorrent_sys::create_torrent_with(
+            &root,
+            &libtorrent_sys::CreateTorrentOptions {
+                piece_size: 64 * 1024,
+                format: libtorrent_sys::TorrentFormat::V1Only,
+                ..libtorrent_sys::CreateTorrentOptions::default()
+            },
+        )
+        .unwrap();
+        let mut settings = libtorrent_sys::SessionSettings::loopback();
+        settings.upload_rate_limit = upload_limit;
+        let session = libtorrent_sys::Session::new(&settings).unwrap();
+        let params = libtorrent_sys::AddTorrentParams::new(
+            libtorrent_sys::TorrentSource::TorrentFile(torrent.clone()),
+            &dir.0,
+        );
+        let id = session.add_torrent(&params).unwrap();
+        let seed = Self {
+            port: session.listen_port(),
+            session,
+            dir,
+            name: name.to_owned(),
+            files: contents,
+            torrent,
+            id: id.to_string(),
+        };
+        let deadline = Instant::now() + DEADLINE;
+        while !seed.session.status(&id).unwrap().is_seeding {
+            assert!(Instant::now() < deadline, "seed never started seeding");
+            let _ = seed.session.pop_alerts();
+            std::thread::sleep(POLL);
+        }
+        seed
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn magnet(&self) -> String {
+        format!("magnet:?xt=urn:btih:{}&dn={}", self.id, self.name)
+    }
+}
+
+impl Daemon {
+    /// Sends one engine command through the API's test route.
+    pub fn engine(&self, request: &serde_json::Value) -> serde_json::Value {
+        let url = self.url().unwrap();
+        let resp = self
+            .client()
+            .post(format!("{url}/v1/_test/engine"))
+            .json(request)
+            .send()
+            .unwrap();
+        assert_eq!(
+            resp.status().as_u16(),
+            200,
+            "engine route: {:?}",
+            resp.text()
+        );
+        resp.json().unwrap()
+    }
+
+    /// Adds a torrent; returns the engine's answer.
+    pub fn add(&self, source: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+        let mut add = serde_json::json!({
+            "source": source,
+            "paused": false,
+            "sequential": false,
+            "file_priorities": [],
+            "peers": [],
+        });
+        if let (Some(add), Some(extra)) = (add.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                add.insert(k.clone(), v.clone());
+            }
+        }
+        self.engine(&serde_json::json!({ "Add": add }))
+    }
+
+    /// The torrent's detail, if the engine answers with one.
+    pub fn detail(&self, id: &str) -> Option<serde_json::Value> {
+        let answer = self.engine(&serde_json::json!({"Detail": {"id": id}}));
+        answer.get("Detail").cloned()
+    }
+
+    /// Polls the torrent's detail until `pred` holds.
+    pub fn wait_torrent(
+        &self,
+        id: &str,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = None;
+        loop {
+            if let Ok(Some(detail)) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.detail(id)))
+            {
+                if pred(&detail) {
+                    return detail;
+                }
+                last = Some(detail);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last: {last:#?}"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Engine events the API has recorded.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let url = self.url().unwrap();
+        self.client()
+            .get(format!("{url}/v1/_test/engine/events"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    /// Stops the daemon with SIGTERM and starts it again on the same data dir.
+    pub fn restart(&mut self, bin_dir: &Path) {
+        let status = self.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+        assert_eq!(status.code(), Some(0));
+        self.restart_stopped(bin_dir);
+    }
+
+    /// Starts the (already stopped) daemon again on the same data dir.
+    pub fn restart_stopped(&mut self, bin_dir: &Path) {
+        let _ = std::fs::remove_file(self.data.0.join("run/api.url"));
+        self.child = Command::new(bin_dir.join("revaerd"))
+            .arg("--data-dir")
+            .arg(&self.data.0)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+    }
+}
+
+/// Summary state of a detail document.
+pub fn state(detail: &serde_json::Value) -> &str {
+    detail["summary"]["state"].as_str().unwrap_or("")
 }

@@ -32,15 +32,23 @@ pub trait Service: Send + Sync + 'static {
     /// Answers one engine command (exactly one response per request).
     fn handle(&self, request: EngineRequest) -> impl Future<Output = EngineResponse> + Send;
 
-    /// Starts an event subscription: the current full snapshot and a
-    /// receiver for every later event. `None` when this worker has no events.
-    fn subscribe(&self) -> Option<(Vec<TorrentSummary>, broadcast::Receiver<EngineEvent>)>;
+    /// Starts an event subscription. `None` when this worker has no events.
+    fn subscribe(&self) -> Option<Subscription>;
 
     /// Applies a configuration pushed by the supervisor.
     fn apply_config(&self, config: &Config) -> impl Future<Output = ()> + Send;
 
     /// Persists state before an orderly exit.
     fn shutdown(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// What a new subscriber receives: the full state now, events that happened
+/// while nobody was subscribed (start-up reports), then everything live.
+#[derive(Debug)]
+pub struct Subscription {
+    pub snapshot: Vec<TorrentSummary>,
+    pub backlog: Vec<EngineEvent>,
+    pub events: broadcast::Receiver<EngineEvent>,
 }
 
 /// A worker with no role-specific requests yet (FsOps at this stage).
@@ -55,7 +63,7 @@ impl Service for NoService {
         })
     }
 
-    fn subscribe(&self) -> Option<(Vec<TorrentSummary>, broadcast::Receiver<EngineEvent>)> {
+    fn subscribe(&self) -> Option<Subscription> {
         None
     }
 
@@ -219,9 +227,8 @@ async fn serve_connection<S: Service>(
     while let Some(request) = conn.recv::<Envelope<WorkerRequest>>().await? {
         let body = match request.body {
             WorkerRequest::Engine(EngineRequest::Subscribe) => match service.subscribe() {
-                Some((snapshot, events)) => {
-                    return stream_events(conn, request.request_id, snapshot, events, service)
-                        .await;
+                Some(subscription) => {
+                    return stream_events(conn, request.request_id, subscription, service).await;
                 }
                 None => WorkerResponse::Engine(NoService.handle(EngineRequest::Subscribe).await),
             },
@@ -243,8 +250,7 @@ async fn serve_connection<S: Service>(
 async fn stream_events<S: Service>(
     mut conn: Connection<Stream>,
     request_id: u64,
-    snapshot: Vec<TorrentSummary>,
-    mut events: broadcast::Receiver<EngineEvent>,
+    subscription: Subscription,
     service: &S,
 ) -> Result<(), IpcError> {
     let push = |event| Envelope {
@@ -252,16 +258,27 @@ async fn stream_events<S: Service>(
         traceparent: None,
         body: WorkerResponse::Event(event),
     };
+    let Subscription {
+        snapshot,
+        backlog,
+        mut events,
+    } = subscription;
     conn.send(&push(EngineEvent::Snapshot(snapshot))).await?;
+    for event in backlog {
+        conn.send(&push(event)).await?;
+    }
     loop {
         tokio::select! {
             event = events.recv() => match event {
                 Ok(event) => conn.send(&push(event)).await?,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "event subscriber lagged; resending a snapshot");
-                    if let Some((snapshot, fresh)) = service.subscribe() {
-                        events = fresh;
-                        conn.send(&push(EngineEvent::Snapshot(snapshot))).await?;
+                    if let Some(fresh) = service.subscribe() {
+                        events = fresh.events;
+                        conn.send(&push(EngineEvent::Snapshot(fresh.snapshot))).await?;
+                        for event in fresh.backlog {
+                            conn.send(&push(event)).await?;
+                        }
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),

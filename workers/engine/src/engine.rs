@@ -31,6 +31,7 @@ use revaer_ipc::engine::{
     FileDetail, MAX_MAGNET_BYTES, MAX_TORRENT_FILE_BYTES, Rate, TorrentDetail, TorrentId,
     TorrentSource, TorrentState, TorrentSummary,
 };
+use revaer_worker_bootstrap::data_server::Subscription;
 use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::store::{StateKind, StateStore};
@@ -67,6 +68,9 @@ pub struct Engine {
     awaiting_save: Mutex<HashSet<TorrentId>>,
     saved: Notify,
     stopping: Arc<AtomicBool>,
+    /// Reports from start-up (quarantined state), delivered to the first
+    /// subscriber: at start-up nobody is listening yet.
+    startup_reports: Mutex<Vec<EngineEvent>>,
 }
 
 fn to_lt(id: TorrentId) -> lt::TorrentId {
@@ -191,6 +195,7 @@ impl Engine {
             awaiting_save: Mutex::new(HashSet::new()),
             saved: Notify::new(),
             stopping: Arc::new(AtomicBool::new(false)),
+            startup_reports: Mutex::new(Vec::new()),
         });
         engine.restore();
         let (alert_tx, alert_rx) = mpsc::channel(256);
@@ -228,7 +233,7 @@ impl Engine {
         };
         for q in quarantined {
             if let Ok(id) = q.id.parse() {
-                self.emit(EngineEvent::StateQuarantined {
+                self.report(EngineEvent::StateQuarantined {
                     id,
                     reason: q.reason,
                 });
@@ -251,7 +256,7 @@ impl Engine {
                     Err(e) => {
                         let reason = format!("libtorrent refused the resume data: {e}");
                         if let Ok(q) = self.store.quarantine(&item.id, StateKind::Resume, &reason) {
-                            self.emit(EngineEvent::StateQuarantined {
+                            self.report(EngineEvent::StateQuarantined {
                                 id,
                                 reason: q.reason,
                             });
@@ -279,7 +284,7 @@ impl Engine {
                             };
                             let reason = format!("libtorrent refused the stored source: {e}");
                             if let Ok(q) = self.store.quarantine(&item.id, kind, &reason) {
-                                self.emit(EngineEvent::StateQuarantined {
+                                self.report(EngineEvent::StateQuarantined {
                                     id,
                                     reason: q.reason,
                                 });
@@ -797,13 +802,33 @@ impl Engine {
             .collect()
     }
 
-    /// A snapshot and a receiver for everything after it.
+    /// A snapshot, the start-up reports nobody has seen yet, and a receiver
+    /// for everything after.
     #[must_use]
-    pub fn subscribe(&self) -> (Vec<TorrentSummary>, broadcast::Receiver<EngineEvent>) {
+    pub fn subscribe(&self) -> Subscription {
         // Subscribe first so no event between the two is lost (a duplicate
         // progress update is harmless; a gap is not).
-        let rx = self.events.subscribe();
-        (self.snapshot(), rx)
+        let events = self.events.subscribe();
+        let backlog = std::mem::take(
+            &mut *self
+                .startup_reports
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        Subscription {
+            snapshot: self.snapshot(),
+            backlog,
+            events,
+        }
+    }
+
+    /// Emits a start-up report and keeps it for the first subscriber.
+    fn report(&self, event: EngineEvent) {
+        self.startup_reports
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(event.clone());
+        self.emit(event);
     }
 
     /// Applies a new configuration live: rate limits, listen interfaces,

@@ -10,10 +10,9 @@ pub mod store;
 use std::sync::Arc;
 
 use revaer_config::Config;
-use revaer_ipc::engine::{EngineEvent, EngineRequest, EngineResponse, TorrentSummary};
+use revaer_ipc::engine::{EngineRequest, EngineResponse};
 use revaer_worker_bootstrap::Bootstrapped;
-use revaer_worker_bootstrap::data_server::Service;
-use tokio::sync::broadcast;
+use revaer_worker_bootstrap::data_server::{Service, Subscription};
 
 use crate::engine::Engine;
 
@@ -38,7 +37,7 @@ impl Service for EngineService {
         self.0.handle(request).await
     }
 
-    fn subscribe(&self) -> Option<(Vec<TorrentSummary>, broadcast::Receiver<EngineEvent>)> {
+    fn subscribe(&self) -> Option<Subscription> {
         Some(self.0.subscribe())
     }
 
