@@ -58,6 +58,11 @@ bench-recovery rounds="20":
     cargo build --release --bins -p revaer-supervisor -p revaer-api -p revaer-engine -p revaer-fsops
     cargo run --release -p revaer-supervisor --example bench_recovery -- --rounds {{rounds}}
 
+# Time from `kill -9` of the engine to N seeding torrents seeding again.
+bench-seeding-recovery torrents="100" rounds="5":
+    cargo build --release --bins {{test_features}}
+    cargo run --release -p revaer-supervisor --example bench_seeding_recovery -- --torrents {{torrents}} --rounds {{rounds}}
+
 # IPC round-trip latency over a real Unix socket between two processes.
 bench-ipc:
     cargo run --release -p revaer-ipc --example bench_ipc

@@ -437,3 +437,100 @@ fn seeding_torrents_are_seeding_again_after_a_daemon_restart_and_corrupt_resume_
         "{events:?}"
     );
 }
+
+#[test]
+fn a_third_party_client_downloads_from_the_engine_and_reannounce_reaches_the_tracker() {
+    let tracker = common::Tracker::start();
+    let seed = Seed::build(
+        "shared",
+        &[("s1.bin", 2 << 20), ("s2.bin", 1 << 20)],
+        0,
+        vec![tracker.announce_url()],
+    );
+    let daemon = Daemon::start();
+    daemon.wait_ok();
+    daemon.add(torrent_file(&seed), json!({ "peers": [seed.addr()] }));
+    daemon.wait_torrent(&seed.id, "seeding", seeding);
+    // The fixture seed leaves: from now on Revaer is the only source.
+    let seed_files = seed.files.clone();
+    let torrent = seed.torrent.clone();
+    let (name, id) = (seed.name.clone(), seed.id.clone());
+    drop(seed);
+
+    // The engine announces itself to the tracker; a reannounce is one more.
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    while tracker.announces(&id).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the engine never announced"
+        );
+        std::thread::sleep(common::POLL);
+    }
+    let before = tracker.announces(&id).len();
+    assert_eq!(
+        daemon.engine(&json!({"Reannounce": {"id": id}})),
+        json!("Done")
+    );
+    while tracker.announces(&id).len() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reannounce did not reach the tracker"
+        );
+        std::thread::sleep(common::POLL);
+    }
+    let engine_port = tracker.announces(&id)[0].port;
+
+    // aria2c (a real third-party client) finds Revaer through the tracker.
+    let work = common::TempDir::new("aria2");
+    let torrent_path = work.0.join("shared.torrent");
+    std::fs::write(&torrent_path, &torrent).unwrap();
+    let out = work.0.join("out");
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut aria = std::process::Command::new("aria2c")
+        .arg(format!("--listen-port={free_port}"))
+        .arg(format!("--dir={}", out.display()))
+        .args([
+            "--seed-time=0",
+            "--enable-dht=false",
+            "--enable-dht6=false",
+            "--enable-peer-exchange=false",
+            "--bt-enable-lpd=false",
+            "--file-allocation=none",
+            "--summary-interval=0",
+            "--console-log-level=warn",
+            "--bt-stop-timeout=60",
+            "--disable-ipv6=true",
+        ])
+        .arg(&torrent_path)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("aria2c (apt package aria2) is installed by ./x");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = aria.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = aria.kill();
+            let _ = aria.wait();
+            panic!("aria2c did not finish within 90 s");
+        }
+        std::thread::sleep(common::POLL);
+    };
+    assert!(status.success(), "aria2c failed: {status}");
+    for (path, bytes) in &seed_files {
+        let got = std::fs::read(out.join(&name).join(path)).unwrap();
+        assert!(got == *bytes, "{path}: aria2c's copy differs");
+    }
+    // And Revaer did the uploading.
+    let detail = daemon.detail(&id).unwrap();
+    assert!(
+        detail["summary"]["uploaded"].as_u64().unwrap() >= 3 << 20,
+        "{detail}"
+    );
+    assert!(engine_port > 0);
+}

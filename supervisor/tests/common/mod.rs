@@ -253,6 +253,16 @@ impl Seed {
     /// Seeds a multi-file v1 torrent named `name` with the given files
     /// (relative path, size). `upload_limit` in bytes/s (0 = unlimited).
     pub fn multi_file(name: &str, files: &[(&str, usize)], upload_limit: i32) -> Self {
+        Self::build(name, files, upload_limit, Vec::new())
+    }
+
+    /// Like [`Seed::multi_file`], with the torrent announcing to `trackers`.
+    pub fn build(
+        name: &str,
+        files: &[(&str, usize)],
+        upload_limit: i32,
+        trackers: Vec<String>,
+    ) -> Self {
         let dir = TempDir::new("seed");
         let root = dir.0.join(name);
         let mut contents = Vec::new();
@@ -267,6 +277,7 @@ impl Seed {
             &root,
             &libtorrent_sys::CreateTorrentOptions {
                 piece_size: 64 * 1024,
+                trackers,
                 format: libtorrent_sys::TorrentFormat::V1Only,
                 ..libtorrent_sys::CreateTorrentOptions::default()
             },
@@ -411,4 +422,174 @@ impl Daemon {
 /// Summary state of a detail document.
 pub fn state(detail: &serde_json::Value) -> &str {
     detail["summary"]["state"].as_str().unwrap_or("")
+}
+
+// ---------------------------------------------------------------------------
+// A tiny HTTP tracker on 127.0.0.1
+// ---------------------------------------------------------------------------
+
+/// One announce the tracker received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announce {
+    pub info_hash: String,
+    pub port: u16,
+    pub event: Option<String>,
+}
+
+/// A BitTorrent HTTP tracker good enough for tests: records every announce
+/// and answers with the compact list of the other peers (all on 127.0.0.1)
+/// that announced the same info-hash.
+pub struct Tracker {
+    pub addr: std::net::SocketAddr,
+    announces: std::sync::Arc<std::sync::Mutex<Vec<Announce>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Tracker {
+    pub fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let announces = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (rec, halt) = (announces.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !halt.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => Self::serve(stream, &rec),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Self {
+            addr,
+            announces,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn announce_url(&self) -> String {
+        format!("http://{}/announce", self.addr)
+    }
+
+    pub fn announces(&self, info_hash: &str) -> Vec<Announce> {
+        self.announces
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.info_hash == info_hash)
+            .cloned()
+            .collect()
+    }
+
+    fn serve(mut stream: std::net::TcpStream, record: &std::sync::Mutex<Vec<Announce>>) {
+        use std::io::{Read, Write};
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut buf = vec![0_u8; 8192];
+        let mut len = 0;
+        while len < buf.len() {
+            match stream.read(&mut buf[len..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => len += n,
+            }
+            if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        let request = String::from_utf8_lossy(&buf[..len]).into_owned();
+        let target = request.split_whitespace().nth(1).unwrap_or("");
+        let query = target.split_once('?').map_or("", |(_, q)| q);
+        let mut info_hash = None;
+        let mut port = None;
+        let mut event = None;
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "info_hash" => {
+                    info_hash = Some(percent_decode(value).iter().fold(
+                        String::new(),
+                        |mut hex, b| {
+                            use std::fmt::Write as _;
+                            let _ = write!(hex, "{b:02x}");
+                            hex
+                        },
+                    ));
+                }
+                "port" => port = value.parse().ok(),
+                "event" => event = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        let body = match (info_hash, port) {
+            (Some(info_hash), Some(port)) => {
+                let mut all = record.lock().unwrap();
+                all.push(Announce {
+                    info_hash: info_hash.clone(),
+                    port,
+                    event,
+                });
+                let mut peers: Vec<u16> = all
+                    .iter()
+                    .filter(|a| {
+                        a.info_hash == info_hash
+                            && a.port != port
+                            && a.event.as_deref() != Some("stopped")
+                    })
+                    .map(|a| a.port)
+                    .collect();
+                peers.sort_unstable();
+                peers.dedup();
+                let mut compact = Vec::new();
+                for p in peers {
+                    compact.extend_from_slice(&[127, 0, 0, 1]);
+                    compact.extend_from_slice(&p.to_be_bytes());
+                }
+                let mut body = format!("d8:intervali5e5:peers{}:", compact.len()).into_bytes();
+                body.extend_from_slice(&compact);
+                body.push(b'e');
+                body
+            }
+            _ => b"d14:failure reason13:bad announcee".to_vec(),
+        };
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(&body);
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    out
 }

@@ -671,8 +671,12 @@ void BridgeSession::resume(FfiId const &id) const {
 }
 
 void BridgeSession::force_reannounce(FfiId const &id) const {
-  guarded("force_reannounce",
-          [&] { find(*impl_->ses, id).force_reannounce(); });
+  // An operator's "reannounce now" must not wait out the tracker's
+  // min_interval; announce to every tracker immediately.
+  guarded("force_reannounce", [&] {
+    find(*impl_->ses, id)
+        .force_reannounce(0, -1, lt::torrent_handle::ignore_min_interval);
+  });
 }
 
 void BridgeSession::force_recheck(FfiId const &id) const {
