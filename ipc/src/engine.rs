@@ -150,6 +150,8 @@ pub enum EngineRequest {
     Detail {
         id: TorrentId,
     },
+    /// The session's settings as libtorrent reports them, and its port.
+    SessionInfo,
     /// Turn this connection into an event stream.
     Subscribe,
 }
@@ -161,7 +163,27 @@ pub enum EngineResponse {
     Added { id: TorrentId },
     List(Vec<TorrentSummary>),
     Detail(Box<TorrentDetail>),
+    Session(Box<SessionInfo>),
     Error(EngineError),
+}
+
+/// Session-wide state, read back from libtorrent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent protocol switches"
+)]
+pub struct SessionInfo {
+    pub listen_port: u16,
+    pub listen_interfaces: String,
+    pub download_rate_limit: Rate,
+    pub upload_rate_limit: Rate,
+    pub connections_limit: u32,
+    pub dht: bool,
+    pub lsd: bool,
+    pub upnp: bool,
+    pub natpmp: bool,
+    pub utp: bool,
 }
 
 /// A refused or failed command.

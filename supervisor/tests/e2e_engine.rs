@@ -534,3 +534,60 @@ fn a_third_party_client_downloads_from_the_engine_and_reannounce_reaches_the_tra
     );
     assert!(engine_port > 0);
 }
+
+#[test]
+fn engine_settings_follow_live_config_edits_and_global_rate_commands() {
+    let daemon = Daemon::start();
+    let before = daemon.wait_ok();
+    let info = daemon.engine(&json!("SessionInfo"));
+    assert_eq!(info["Session"]["dht"], json!(false), "{info}");
+    assert_eq!(info["Session"]["utp"], json!(false));
+    assert_eq!(info["Session"]["download_rate_limit"], json!(null));
+
+    // A live edit: new listen port and global limits, no restart.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = common::test_config("").replace(
+        "listen_interfaces = \"127.0.0.1:0\"\n",
+        &format!("listen_interfaces = \"127.0.0.1:{port}\"\ndownload_rate_limit = 5000000\nupload_rate_limit = 2000000\nconnections_limit = 123\n"),
+    );
+    std::fs::write(daemon.data.0.join("revaer.toml"), config).unwrap();
+    let applied = daemon.wait_health("engine acknowledged the new config", |code, h| {
+        code == 200
+            && h.config.revision == before.config.revision + 1
+            && h.workers["engine"].config_revision == Some(h.config.revision)
+    });
+    assert_eq!(
+        applied.workers["engine"].pid, before.workers["engine"].pid,
+        "applied live, not by restart"
+    );
+    let info = daemon.engine(&json!("SessionInfo"));
+    assert_eq!(
+        info["Session"]["download_rate_limit"],
+        json!(5_000_000),
+        "{info}"
+    );
+    assert_eq!(info["Session"]["upload_rate_limit"], json!(2_000_000));
+    assert_eq!(info["Session"]["connections_limit"], json!(123));
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    while daemon.engine(&json!("SessionInfo"))["Session"]["listen_port"] != json!(port) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "engine never moved to port {port}"
+        );
+        std::thread::sleep(common::POLL);
+    }
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+
+    // The global-rate command.
+    assert_eq!(
+        daemon.engine(&json!({"SetGlobalRate": {"download": null, "upload": 1_000_000}})),
+        json!("Done")
+    );
+    let info = daemon.engine(&json!("SessionInfo"));
+    assert_eq!(info["Session"]["download_rate_limit"], json!(null));
+    assert_eq!(info["Session"]["upload_rate_limit"], json!(1_000_000));
+}

@@ -28,8 +28,8 @@ use libtorrent_sys as lt;
 use revaer_config::{Config, EngineConfig};
 use revaer_ipc::engine::{
     AddTorrent, EngineError, EngineErrorKind, EngineEvent, EngineRequest, EngineResponse,
-    FileDetail, MAX_MAGNET_BYTES, MAX_TORRENT_FILE_BYTES, Rate, TorrentDetail, TorrentId,
-    TorrentSource, TorrentState, TorrentSummary,
+    FileDetail, MAX_MAGNET_BYTES, MAX_TORRENT_FILE_BYTES, Rate, SessionInfo, TorrentDetail,
+    TorrentId, TorrentSource, TorrentState, TorrentSummary,
 };
 use revaer_worker_bootstrap::data_server::Subscription;
 use tokio::sync::{Notify, broadcast, mpsc};
@@ -786,6 +786,7 @@ impl Engine {
             }
             EngineRequest::List => EngineResponse::List(self.snapshot()),
             EngineRequest::Detail { id } => self.detail(id),
+            EngineRequest::SessionInfo => self.session_info(),
             EngineRequest::Subscribe => error(
                 EngineErrorKind::Invalid,
                 "subscribe is handled by the connection, not as a command",
@@ -875,6 +876,24 @@ impl Engine {
         }
         self.stopping.store(true, Ordering::Release);
         tracing::info!(torrents = ids.len(), "engine state saved");
+    }
+
+    fn session_info(&self) -> EngineResponse {
+        match self.session.current_settings() {
+            Ok(s) => EngineResponse::Session(Box::new(SessionInfo {
+                listen_port: self.session.listen_port(),
+                listen_interfaces: s.listen_interfaces,
+                download_rate_limit: rate_from_lt(s.download_rate_limit),
+                upload_rate_limit: rate_from_lt(s.upload_rate_limit),
+                connections_limit: u32::try_from(s.connections_limit).unwrap_or(0),
+                dht: s.enable_dht,
+                lsd: s.enable_lsd,
+                upnp: s.enable_upnp,
+                natpmp: s.enable_natpmp,
+                utp: s.enable_utp,
+            })),
+            Err(e) => lt_error(&e),
+        }
     }
 
     /// The port libtorrent listens on.

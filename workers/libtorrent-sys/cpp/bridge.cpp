@@ -557,6 +557,29 @@ void BridgeSession::apply_settings(FfiSettings const &settings) const {
           [&] { impl_->ses->apply_settings(to_pack(settings)); });
 }
 
+FfiSettings BridgeSession::current_settings() const {
+  return guarded("current_settings", [&] {
+    lt::settings_pack const pack = impl_->ses->get_settings();
+    FfiSettings out{};
+    out.listen_interfaces =
+        lossy(pack.get_str(lt::settings_pack::listen_interfaces));
+    out.enable_dht = pack.get_bool(lt::settings_pack::enable_dht);
+    out.enable_lsd = pack.get_bool(lt::settings_pack::enable_lsd);
+    out.enable_upnp = pack.get_bool(lt::settings_pack::enable_upnp);
+    out.enable_natpmp = pack.get_bool(lt::settings_pack::enable_natpmp);
+    out.enable_utp = pack.get_bool(lt::settings_pack::enable_outgoing_utp) &&
+                     pack.get_bool(lt::settings_pack::enable_incoming_utp);
+    out.download_rate_limit =
+        pack.get_int(lt::settings_pack::download_rate_limit);
+    out.upload_rate_limit = pack.get_int(lt::settings_pack::upload_rate_limit);
+    out.connections_limit = pack.get_int(lt::settings_pack::connections_limit);
+    out.allow_multiple_connections_per_ip =
+        pack.get_bool(lt::settings_pack::allow_multiple_connections_per_ip);
+    out.user_agent = lossy(pack.get_str(lt::settings_pack::user_agent));
+    return out;
+  });
+}
+
 std::uint16_t BridgeSession::listen_port() const {
   return guarded("listen_port", [&] { return impl_->ses->listen_port(); });
 }

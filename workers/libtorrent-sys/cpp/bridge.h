@@ -45,6 +45,7 @@ public:
   BridgeSession &operator=(BridgeSession const &) = delete;
 
   void apply_settings(FfiSettings const &settings) const;
+  FfiSettings current_settings() const;
   std::uint16_t listen_port() const;
   FfiId add_torrent(FfiAddParams const &params,
                     rust::Slice<std::uint8_t const> source) const;

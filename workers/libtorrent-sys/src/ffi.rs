@@ -201,6 +201,7 @@ pub(crate) mod bridge {
 
         fn new_session(settings: &FfiSettings) -> Result<UniquePtr<BridgeSession>>;
         fn apply_settings(self: &BridgeSession, settings: &FfiSettings) -> Result<()>;
+        fn current_settings(self: &BridgeSession) -> Result<FfiSettings>;
         fn listen_port(self: &BridgeSession) -> Result<u16>;
         fn add_torrent(self: &BridgeSession, params: &FfiAddParams, source: &[u8])
         -> Result<FfiId>;

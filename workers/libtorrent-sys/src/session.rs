@@ -63,6 +63,15 @@ impl Session {
             .map_err(|e| Error::from_cxx(&e, None))
     }
 
+    /// The settings in force, read back from libtorrent (not from what was
+    /// last applied), so callers can check a change really took effect.
+    pub fn current_settings(&self) -> Result<SessionSettings, Error> {
+        self.ses()?
+            .current_settings()
+            .map(|s| SessionSettings::from_ffi(&s))
+            .map_err(|e| Error::from_cxx(&e, None))
+    }
+
     /// The TCP port the session listens on (the real one after binding port
     /// 0), or 0 when it does not listen.
     #[must_use]

@@ -155,6 +155,22 @@ impl SessionSettings {
         }
     }
 
+    pub(crate) fn from_ffi(s: &bridge::FfiSettings) -> Self {
+        Self {
+            listen_interfaces: s.listen_interfaces.clone(),
+            enable_dht: s.enable_dht,
+            enable_lsd: s.enable_lsd,
+            enable_upnp: s.enable_upnp,
+            enable_natpmp: s.enable_natpmp,
+            enable_utp: s.enable_utp,
+            download_rate_limit: s.download_rate_limit,
+            upload_rate_limit: s.upload_rate_limit,
+            connections_limit: s.connections_limit,
+            allow_multiple_connections_per_ip: s.allow_multiple_connections_per_ip,
+            user_agent: s.user_agent.clone(),
+        }
+    }
+
     pub(crate) fn to_ffi(&self) -> bridge::FfiSettings {
         bridge::FfiSettings {
             listen_interfaces: self.listen_interfaces.clone(),

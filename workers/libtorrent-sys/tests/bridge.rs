@@ -706,3 +706,19 @@ fn v2_magnet_of_a_hybrid_torrent_reports_the_v1_id_after_metadata() {
     assert_eq!(leech.session.torrents().unwrap(), vec![v1_id]);
     fx.assert_copied(dest.path(), &[]);
 }
+
+#[test]
+fn applied_settings_read_back_from_libtorrent() {
+    let session = Session::new(&SessionSettings::loopback()).unwrap();
+    let mut settings = SessionSettings::loopback();
+    settings.download_rate_limit = 123_456;
+    settings.upload_rate_limit = 654_321;
+    settings.connections_limit = 77;
+    session.apply_settings(&settings).unwrap();
+    let back = session.current_settings().unwrap();
+    assert_eq!(back.download_rate_limit, 123_456);
+    assert_eq!(back.upload_rate_limit, 654_321);
+    assert_eq!(back.connections_limit, 77);
+    assert_eq!(back.listen_interfaces, "127.0.0.1:0");
+    assert!(!back.enable_dht && !back.enable_utp);
+}
