@@ -9,11 +9,14 @@
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-type BoxError = Box<dyn std::error::Error>;
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{BoxError, Daemon, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -23,7 +26,6 @@ fn main() -> Result<(), BoxError> {
         .nth(1)
         .map_or(Ok(20), |r| r.parse())?
         .clamp(1, 1000);
-    let bin_dir = release_dir()?;
     let data = std::env::temp_dir().join(format!("revaer-bench-recovery-{}", std::process::id()));
     std::fs::create_dir_all(&data)?;
     std::fs::write(
@@ -32,16 +34,11 @@ fn main() -> Result<(), BoxError> {
     )?;
 
     let started = Instant::now();
-    let mut daemon = Daemon(
-        Command::new(bin_dir.join("revaerd"))
-            .arg("--data-dir")
-            .arg(&data)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()?,
-    );
-    let addr = wait_for(|| api_addr(&data))?;
-    wait_for(|| health(&addr).filter(|(code, _)| *code == 200))?;
+    let mut daemon = Daemon::start(&data)?;
+    let addr = wait_for(DEADLINE, Duration::from_millis(1), || api_addr(&data))?;
+    wait_for(DEADLINE, Duration::from_millis(1), || {
+        health(&addr).filter(|(code, _)| *code == 200)
+    })?;
     let cold_start = started.elapsed();
 
     let mut results = Vec::new();
@@ -49,18 +46,22 @@ fn main() -> Result<(), BoxError> {
         let mut to_degraded = Vec::new();
         let mut to_ok = Vec::new();
         for _ in 0..rounds {
-            let (_, body) = wait_for(|| health(&addr).filter(|(code, _)| *code == 200))?;
+            let (_, body) = wait_for(DEADLINE, Duration::from_millis(1), || {
+                health(&addr).filter(|(code, _)| *code == 200)
+            })?;
             let pid = worker_pid(&body, worker).ok_or("no pid in /health/full")?;
             let kill_at = Instant::now();
             Command::new("kill")
                 .args(["-9", &pid.to_string()])
                 .status()?;
-            wait_for(|| {
+            wait_for(DEADLINE, Duration::from_millis(1), || {
                 health(&addr)
                     .filter(|(code, b)| *code == 503 && b.contains(&format!("\"{worker}\"")))
             })?;
             to_degraded.push(kill_at.elapsed());
-            wait_for(|| health(&addr).filter(|(code, _)| *code == 200))?;
+            wait_for(DEADLINE, Duration::from_millis(1), || {
+                health(&addr).filter(|(code, _)| *code == 200)
+            })?;
             to_ok.push(kill_at.elapsed());
         }
         results.push((worker, summarize(&mut to_degraded), summarize(&mut to_ok)));
@@ -104,52 +105,8 @@ fn summarize(samples: &mut [Duration]) -> (f64, f64, f64) {
     (at(0.5), at(0.99), at(1.0))
 }
 
-struct Daemon(Child);
-
-impl Daemon {
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn release_dir() -> Result<PathBuf, BoxError> {
-    let exe = std::env::current_exe()?;
-    // target/release/examples/bench_recovery → target/release
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot locate target/release")?;
-    Ok(dir.to_path_buf())
-}
-
-fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> Result<T, BoxError> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            return Err("deadline passed".into());
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 fn api_addr(data: &Path) -> Option<String> {
-    let url = std::fs::read_to_string(data.join("run/api.url")).ok()?;
-    Some(url.trim().trim_start_matches("http://").to_owned())
+    support::api_url(data).map(|u| u.trim_start_matches("http://").to_owned())
 }
 
 /// A minimal HTTP/1.1 GET (one connection per poll keeps it simple and

@@ -9,13 +9,16 @@
 //! `bench/results/seeding-recovery.md`.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-type BoxError = Box<dyn std::error::Error>;
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{BoxError, Daemon, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(300);
 
@@ -29,7 +32,6 @@ fn arg(name: &str, default: usize) -> Result<usize, BoxError> {
 fn main() -> Result<(), BoxError> {
     let count = arg("--torrents", 100)?.clamp(1, 10_000);
     let rounds = arg("--rounds", 5)?.clamp(1, 100);
-    let bin_dir = release_dir()?;
     let data = std::env::temp_dir().join(format!("revaer-bench-seeding-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(data.join("downloads"))?;
@@ -37,24 +39,15 @@ fn main() -> Result<(), BoxError> {
         data.join("revaer.toml"),
         "[api]\nlisten = \"127.0.0.1:0\"\n[engine]\nlisten_interfaces = \"127.0.0.1:0\"\nenable_dht = false\nenable_utp = false\n[supervisor]\nrestart_backoff_initial_ms = 100\nrestart_backoff_reset_after_ms = 1\n",
     )?;
-    let mut daemon = Daemon(
-        Command::new(bin_dir.join("revaerd"))
-            .arg("--data-dir")
-            .arg(&data)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()?,
-    );
+    let mut daemon = Daemon::start(&data)?;
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
         .no_proxy()
         .build()?;
-    let url = wait_for(|| {
-        std::fs::read_to_string(data.join("run/api.url"))
-            .ok()
-            .map(|u| u.trim().to_owned())
+    let url = wait_for(DEADLINE, Duration::from_millis(5), || {
+        support::api_url(&data)
     })?;
-    wait_for(|| {
+    wait_for(DEADLINE, Duration::from_millis(5), || {
         let code = client
             .get(format!("{url}/health/full"))
             .send()
@@ -80,7 +73,7 @@ fn main() -> Result<(), BoxError> {
             .count();
         (items.len() == count && seeding == count).then_some(seeding)
     };
-    wait_for(all_seeding)?;
+    wait_for(DEADLINE, Duration::from_millis(5), all_seeding)?;
     let resume_files = |since: std::time::SystemTime| -> Option<usize> {
         let n = std::fs::read_dir(data.join("state/engine"))
             .ok()?
@@ -94,7 +87,9 @@ fn main() -> Result<(), BoxError> {
             .count();
         (n == count).then_some(n)
     };
-    wait_for(|| resume_files(std::time::UNIX_EPOCH))?;
+    wait_for(DEADLINE, Duration::from_millis(5), || {
+        resume_files(std::time::UNIX_EPOCH)
+    })?;
 
     let mut samples = Vec::new();
     for _ in 0..rounds {
@@ -107,7 +102,7 @@ fn main() -> Result<(), BoxError> {
             .args(["-9", &pid.to_string()])
             .status()?;
         // Wait until the list is served by the new engine process and all seed.
-        wait_for(|| {
+        wait_for(DEADLINE, Duration::from_millis(5), || {
             let h: Value = client
                 .get(format!("{url}/health/full"))
                 .send()
@@ -118,7 +113,7 @@ fn main() -> Result<(), BoxError> {
                 && h["workers"]["engine"]["up"] == json!(true))
             .then_some(())
         })?;
-        wait_for(all_seeding)?;
+        wait_for(DEADLINE, Duration::from_millis(5), all_seeding)?;
         samples.push(killed_at.elapsed());
     }
     daemon.stop();
@@ -176,46 +171,4 @@ fn write_report(count: usize, rounds: usize, samples: &mut [Duration]) -> Result
     std::fs::create_dir_all("bench/results")?;
     std::fs::write("bench/results/seeding-recovery.md", &report)?;
     Ok(())
-}
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn release_dir() -> Result<PathBuf, BoxError> {
-    let exe = std::env::current_exe()?;
-    Ok(exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot locate target/release")?
-        .to_path_buf())
-}
-
-fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> Result<T, BoxError> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            return Err("deadline passed".into());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }

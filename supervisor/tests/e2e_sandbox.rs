@@ -95,38 +95,6 @@ fn each_worker_is_confined_to_its_own_directories() {
         EACCES,
         "engine → config",
     );
-    // Reads outside its dirs fail too (the API's store, the config), while
-    // its read-only system files (resolver config) stay readable.
-    std::fs::write(data.join("state/api/secret"), b"x").unwrap();
-    assert_denied(
-        &probe(
-            &daemon,
-            "engine",
-            &json!({"ReadFile": {"path": data.join("state/api/secret")}}),
-        ),
-        EACCES,
-        "engine reads state/api",
-    );
-    assert_denied(
-        &probe(
-            &daemon,
-            "engine",
-            &json!({"ReadFile": {"path": data.join("revaer.toml")}}),
-        ),
-        EACCES,
-        "engine reads the config",
-    );
-    if std::path::Path::new("/etc/resolv.conf").exists() {
-        assert_allowed(
-            &probe(
-                &daemon,
-                "engine",
-                &json!({"ReadFile": {"path": "/etc/resolv.conf"}}),
-            ),
-            "engine reads resolv.conf",
-        );
-    }
-
     // FsOps: downloads and library yes; state no.
     assert_allowed(
         &probe(&daemon, "fsops", &write_file(&data.join("library/ok"))),
@@ -166,6 +134,44 @@ fn each_worker_is_confined_to_its_own_directories() {
         data.join("downloads/no"),
     ] {
         assert!(!path.exists(), "{} was created", path.display());
+    }
+}
+
+#[test]
+fn engine_cannot_read_outside_its_dirs() {
+    let daemon = Daemon::start();
+    daemon.wait_ok();
+    let data = &daemon.data.0;
+    // Reads outside its dirs fail too (the API's store, the config), while
+    // its read-only system files (resolver config) stay readable.
+    std::fs::write(data.join("state/api/secret"), b"x").unwrap();
+    assert_denied(
+        &probe(
+            &daemon,
+            "engine",
+            &json!({"ReadFile": {"path": data.join("state/api/secret")}}),
+        ),
+        EACCES,
+        "engine reads state/api",
+    );
+    assert_denied(
+        &probe(
+            &daemon,
+            "engine",
+            &json!({"ReadFile": {"path": data.join("revaer.toml")}}),
+        ),
+        EACCES,
+        "engine reads the config",
+    );
+    if std::path::Path::new("/etc/resolv.conf").exists() {
+        assert_allowed(
+            &probe(
+                &daemon,
+                "engine",
+                &json!({"ReadFile": {"path": "/etc/resolv.conf"}}),
+            ),
+            "engine reads resolv.conf",
+        );
     }
 }
 
