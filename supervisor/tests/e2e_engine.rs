@@ -211,13 +211,19 @@ fn actions_take_effect_in_libtorrent() {
         daemon.engine(&json!({"Recheck": {"id": id}})),
         json!("Done")
     );
+    let checking = |e: &serde_json::Value| {
+        e["StateChanged"]["id"] == json!(id) && e["StateChanged"]["state"] == json!("CheckingFiles")
+    };
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    while !daemon.events().iter().any(checking) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "recheck never entered CheckingFiles: {:?}",
+            daemon.events()
+        );
+        std::thread::sleep(common::POLL);
+    }
     daemon.wait_torrent(&id, "seeding after recheck", seeding);
-    let events = daemon.events();
-    assert!(
-        events.iter().any(|e| e["StateChanged"]["id"] == json!(id)
-            && e["StateChanged"]["state"] == json!("CheckingFiles")),
-        "recheck never entered CheckingFiles"
-    );
 
     // Selection after the fact.
     assert_eq!(

@@ -120,7 +120,12 @@ fn state_of(st: &lt::TorrentStatus) -> TorrentState {
     if st.paused {
         return TorrentState::Paused;
     }
-    match st.state {
+    lifecycle_state(st.state)
+}
+
+/// libtorrent's life-cycle state in Revaer's terms (pause and error aside).
+fn lifecycle_state(state: lt::TorrentState) -> TorrentState {
+    match state {
         lt::TorrentState::CheckingFiles => TorrentState::CheckingFiles,
         lt::TorrentState::CheckingResumeData => TorrentState::CheckingResumeData,
         lt::TorrentState::DownloadingMetadata => TorrentState::DownloadingMetadata,
@@ -362,6 +367,33 @@ impl Engine {
         }
     }
 
+    /// Reports the transition libtorrent announced, even when it is already
+    /// over by the time a status could be read (a small recheck can pass
+    /// through `CheckingFiles` in a millisecond).
+    fn on_state_alert(&self, id: TorrentId, state: lt::TorrentState) {
+        let event = {
+            let mut torrents = self.torrents();
+            let Some(tracked) = torrents.get_mut(&id) else {
+                return;
+            };
+            let checking = matches!(
+                state,
+                lt::TorrentState::CheckingFiles | lt::TorrentState::CheckingResumeData
+            );
+            let mapped = if tracked.summary.paused && !checking {
+                TorrentState::Paused
+            } else {
+                lifecycle_state(state)
+            };
+            if tracked.summary.state == mapped {
+                return;
+            }
+            tracked.summary.state = mapped;
+            EngineEvent::StateChanged { id, state: mapped }
+        };
+        self.emit(event);
+    }
+
     async fn alert_task(self: Arc<Self>, mut alerts: mpsc::Receiver<Vec<lt::Alert>>) {
         while let Some(batch) = alerts.recv().await {
             for alert in batch {
@@ -388,7 +420,11 @@ impl Engine {
                 self.refresh(id);
                 self.request_save(id);
             }
-            lt::Alert::StateChanged { id, .. } => self.refresh(to_ipc(id)),
+            lt::Alert::StateChanged { id, state, .. } => {
+                let id = to_ipc(id);
+                self.on_state_alert(id, state);
+                self.refresh(id);
+            }
             lt::Alert::TorrentFinished { id } => {
                 let id = to_ipc(id);
                 if self.torrents().contains_key(&id) {
