@@ -8,12 +8,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use revaer_ipc::connection::{ConnectionReader, ConnectionWriter};
-use revaer_ipc::{IpcError, SupervisionSnapshot, SupervisorToWorker, WorkerToSupervisor};
+use revaer_ipc::{
+    IpcError, MaskedSecret, SupervisionSnapshot, SupervisorToWorker, WorkerToSupervisor,
+};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::AppState;
+use crate::store::keys::{Keys, Scope};
 
 /// Why the control loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +33,11 @@ pub struct ControlOutputs {
 }
 
 /// Runs until the supervisor asks for shutdown or disappears.
+///
+/// First start (no admin key): a fresh admin key is handed to the supervisor
+/// to write to `<data>/bootstrap-admin.key` — the API's sandbox cannot reach
+/// the data-dir root — and is registered only once the file is written, so
+/// a failure or crash in between never leaves an admin key nobody holds.
 pub async fn run(
     mut rx: ConnectionReader<ReadHalf<UnixStream>>,
     mut tx: ConnectionWriter<WriteHalf<UnixStream>>,
@@ -37,6 +45,26 @@ pub async fn run(
     outputs: ControlOutputs,
     mut bound: mpsc::UnboundedReceiver<SocketAddr>,
 ) -> Result<ControlEnd, IpcError> {
+    let mut pending_bootstrap = match state.keys.has_active_admin() {
+        Ok(true) => None,
+        Ok(false) => match Keys::new_secret() {
+            Ok(secret) => {
+                tx.send(&WorkerToSupervisor::StoreBootstrapKey {
+                    key: MaskedSecret(secret.expose().to_owned()),
+                })
+                .await?;
+                Some(secret)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create the bootstrap admin key");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read API keys");
+            None
+        }
+    };
     loop {
         tokio::select! {
             frame = rx.recv::<SupervisorToWorker>() => match frame? {
@@ -54,6 +82,18 @@ pub async fn run(
                     }
                     state.set_config_revision(revision);
                     tx.send(&WorkerToSupervisor::ConfigApplied { revision }).await?;
+                }
+                Some(SupervisorToWorker::BootstrapKeyStored(outcome)) => {
+                    match (outcome, pending_bootstrap.take()) {
+                        (Ok(path), Some(secret)) => {
+                            match state.keys.register("bootstrap-admin", Scope::Admin, None, &secret) {
+                                Ok(info) => tracing::info!(key_id = %info.id, path = %path.display(), "bootstrap admin key issued"),
+                                Err(e) => tracing::error!(error = %e, "cannot register the bootstrap admin key"),
+                            }
+                        }
+                        (Err(reason), _) => tracing::error!(%reason, "bootstrap admin key not written; none issued"),
+                        (Ok(_), None) => tracing::warn!("unexpected bootstrap key confirmation"),
+                    }
                 }
                 Some(SupervisorToWorker::Shutdown) => return Ok(ControlEnd::Shutdown),
                 Some(SupervisorToWorker::Init(_)) => tracing::warn!("ignoring a second Init"),

@@ -14,6 +14,7 @@ pub mod links;
 pub mod problem;
 pub mod routes;
 pub mod server;
+pub mod store;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,17 +33,20 @@ pub struct AppState {
     /// Latest supervisor snapshot; `None` until the first arrives.
     pub supervision: watch::Receiver<Option<SupervisionSnapshot>>,
     pub sandbox: SandboxReport,
+    pub keys: Arc<crate::store::keys::Keys>,
     config_revision: AtomicU64,
 }
 
 impl AppState {
     #[must_use]
+    #[allow(clippy::too_many_arguments, reason = "built once, in main")]
     pub fn new(
         engine: WorkerLink,
         engine_events: Arc<crate::engine_events::EngineEvents>,
         fsops: WorkerLink,
         supervision: watch::Receiver<Option<SupervisionSnapshot>>,
         sandbox: SandboxReport,
+        keys: Arc<crate::store::keys::Keys>,
         config_revision: u64,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -51,6 +55,7 @@ impl AppState {
             fsops,
             supervision,
             sandbox,
+            keys,
             config_revision: AtomicU64::new(config_revision),
         })
     }

@@ -7,9 +7,12 @@ use std::process::ExitCode;
 use revaer_api::control::{self, ControlEnd, ControlOutputs};
 use revaer_api::engine_events::EngineEvents;
 use revaer_api::links::{LinkParams, WorkerLink};
+use revaer_api::store::Store;
+use revaer_api::store::keys::Keys;
 use revaer_api::{AppState, routes, server};
 use revaer_ipc::{Connection, Role};
 use revaer_worker_bootstrap::{Bootstrapped, bootstrap, data_server, logging, worker_runtime};
+use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 fn main() -> ExitCode {
@@ -52,6 +55,8 @@ async fn run(boot: Bootstrapped) -> Result<ControlEnd, Box<dyn std::error::Error
     let engine = WorkerLink::spawn(params(Role::Engine, boot.layout.engine_socket()));
     let engine_events = EngineEvents::spawn(params(Role::Engine, boot.layout.engine_socket()));
     let fsops = WorkerLink::spawn(params(Role::Fsops, boot.layout.fsops_socket()));
+    let store = Arc::new(Store::open(&boot.layout.api_database())?);
+    let keys = Arc::new(Keys::load(Arc::clone(&store))?);
     let (supervision_tx, supervision_rx) = watch::channel(None);
     let state = AppState::new(
         engine,
@@ -59,6 +64,7 @@ async fn run(boot: Bootstrapped) -> Result<ControlEnd, Box<dyn std::error::Error
         fsops,
         supervision_rx,
         boot.sandbox.clone(),
+        keys,
         boot.init.config_revision,
     );
 
@@ -69,7 +75,7 @@ async fn run(boot: Bootstrapped) -> Result<ControlEnd, Box<dyn std::error::Error
     let (listen_tx, listen_rx) = watch::channel(listen_addr);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (bound_tx, bound_rx) = mpsc::unbounded_channel();
-    let router = routes::router(std::sync::Arc::clone(&state));
+    let router = routes::router(Arc::clone(&state));
     let mut http = tokio::spawn(server::serve(router, listen_rx, shutdown_rx, bound_tx));
 
     let outputs = ControlOutputs {

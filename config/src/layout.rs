@@ -78,6 +78,18 @@ impl DataLayout {
         self.run_dir().join("api.url")
     }
 
+    /// The first admin key, written (0600) when no admin key exists.
+    #[must_use]
+    pub fn bootstrap_key_file(&self) -> PathBuf {
+        self.root.join("bootstrap-admin.key")
+    }
+
+    /// The API's database.
+    #[must_use]
+    pub fn api_database(&self) -> PathBuf {
+        self.state_api().join("revaer.db")
+    }
+
     /// Every directory the supervisor creates at start, parents first.
     #[must_use]
     pub fn directories(&self) -> Vec<PathBuf> {

@@ -93,6 +93,8 @@ pub enum SupervisorToWorker {
     /// API only: the supervisor's full view of workers and config, sent on
     /// every change (worker start, ready, exit, config status).
     Supervision(Box<SupervisionSnapshot>),
+    /// API only: outcome of `StoreBootstrapKey`; `Err` carries the reason.
+    BootstrapKeyStored(Result<PathBuf, String>),
 }
 
 /// Frames a worker sends up its control channel.
@@ -105,6 +107,21 @@ pub enum WorkerToSupervisor {
     ConfigApplied { revision: u64 },
     /// API only: the HTTP listener is bound (actual address, after port 0).
     ApiListening { addr: String },
+    /// API only: no admin key exists yet; write this one to
+    /// `<data>/bootstrap-admin.key` (the API's sandbox cannot). Answered by
+    /// [`SupervisorToWorker::BootstrapKeyStored`].
+    StoreBootstrapKey { key: MaskedSecret },
+}
+
+/// A secret that crosses IPC but must never reach a log: its `Debug` is
+/// masked.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaskedSecret(pub String);
+
+impl std::fmt::Debug for MaskedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MaskedSecret(***)")
+    }
 }
 
 /// Contents of [`WorkerToSupervisor::Ready`].

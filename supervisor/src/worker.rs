@@ -185,6 +185,12 @@ async fn serve_running(
             status = child.wait() => return Ended::Crashed(describe_exit(pid, status)),
             () = stop.cancelled() => return stop_child(role, &mut child, Some(&mut tx), ctx).await,
             frame = rx.recv::<WorkerToSupervisor>(), if control_open => match frame {
+                Ok(Some(WorkerToSupervisor::StoreBootstrapKey { key })) if role == Role::Api => {
+                    let stored = store_bootstrap_key(ctx, &key.0);
+                    if let Err(e) = tx.send(&SupervisorToWorker::BootstrapKeyStored(stored)).await {
+                        tracing::warn!(error = %e, "cannot confirm the bootstrap key");
+                    }
+                }
                 Ok(Some(frame)) => on_worker_frame(role, ctx, frame),
                 Ok(None) => control_open = false,
                 Err(e) => {
@@ -231,6 +237,44 @@ fn on_worker_frame(role: Role, ctx: &Context, frame: WorkerToSupervisor) {
         }
         other => {
             tracing::warn!(worker = role.as_str(), frame = ?other, "unexpected control frame");
+        }
+    }
+}
+
+/// Writes the API's first admin key to `<data>/bootstrap-admin.key`, mode
+/// 0600, atomically. Only the path is ever logged or printed.
+fn store_bootstrap_key(ctx: &Context, key: &str) -> Result<PathBuf, String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let well_formed = key.len() == 68
+        && key.starts_with("rvk_")
+        && key[4..].bytes().all(|b| b.is_ascii_hexdigit());
+    if !well_formed {
+        return Err("refusing a malformed bootstrap key".to_owned());
+    }
+    let path = ctx.layout.bootstrap_key_file();
+    let tmp = path.with_extension("key.tmp");
+    let written = (|| -> std::io::Result<()> {
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(format!("{key}\n").as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(ctx.layout.root())?.sync_all()
+    })();
+    match written {
+        Ok(()) => {
+            println!("Bootstrap admin API key written to {}", path.display());
+            tracing::info!(path = %path.display(), "bootstrap admin key written");
+            Ok(path)
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot write the bootstrap admin key");
+            Err(format!("cannot write {}: {e}", path.display()))
         }
     }
 }

@@ -372,3 +372,86 @@ fn cli_health_reports_the_daemon_and_exit_codes_follow_the_outcome() {
         .unwrap();
     assert_eq!(unreachable.status.code(), Some(6));
 }
+
+#[test]
+fn first_start_writes_a_private_bootstrap_admin_key_once_and_never_logs_it() {
+    let data = TempDir::new("bootstrap");
+    std::fs::write(data.0.join("revaer.toml"), test_config("")).unwrap();
+    let log_path = data.0.join("daemon.log");
+    let start = || {
+        std::process::Command::new(bin_dir().join("revaerd"))
+            .arg("--data-dir")
+            .arg(&data.0)
+            .env("RUST_LOG", "debug")
+            .stdout(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log_path)
+                    .unwrap(),
+            )
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log_path)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap()
+    };
+    let key_file = data.0.join("bootstrap-admin.key");
+    let wait_key = || {
+        let deadline = Instant::now() + common::DEADLINE;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&key_file)
+                && !text.is_empty()
+            {
+                return text.trim().to_owned();
+            }
+            assert!(Instant::now() < deadline, "no bootstrap key written");
+            std::thread::sleep(POLL);
+        }
+    };
+    let stop = |mut child: std::process::Child| {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+    };
+
+    let first = start();
+    let key = wait_key();
+    assert!(key.starts_with("rvk_") && key.len() == 68, "{key}");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // The key is registered (the database holds its hash, not the key).
+    let db = data.0.join("state/api/revaer.db");
+    let deadline = Instant::now() + common::DEADLINE;
+    while !std::fs::read(&db).is_ok_and(|b| !b.is_empty()) {
+        assert!(Instant::now() < deadline, "no database");
+        std::thread::sleep(POLL);
+    }
+    stop(first);
+
+    // A second start finds the admin key and leaves the file alone.
+    let second = start();
+    let url_deadline = Instant::now() + common::DEADLINE;
+    while !data.0.join("run/api.url").exists() {
+        assert!(Instant::now() < url_deadline, "second start never served");
+        std::thread::sleep(POLL);
+    }
+    stop(second);
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), key);
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("bootstrap-admin.key"), "the path is reported");
+    assert!(
+        !log.contains(&key[4..]),
+        "the key itself leaked into the logs"
+    );
+    let database = std::fs::read(&db).unwrap();
+    assert!(
+        !database.windows(64).any(|w| w == &key.as_bytes()[4..]),
+        "plain key in the database"
+    );
+}

@@ -182,6 +182,7 @@ fn frame_name(frame: &SupervisorToWorker) -> &'static str {
         SupervisorToWorker::ConfigUpdate { .. } => "ConfigUpdate",
         SupervisorToWorker::Shutdown => "Shutdown",
         SupervisorToWorker::Supervision(_) => "Supervision",
+        SupervisorToWorker::BootstrapKeyStored(_) => "BootstrapKeyStored",
     }
 }
 
