@@ -58,6 +58,27 @@ bench-recovery rounds="20":
     cargo build --release --bins -p revaer-supervisor -p revaer-api -p revaer-engine -p revaer-fsops
     cargo run --release -p revaer-supervisor --example bench_recovery -- --rounds {{rounds}}
 
+# Not part of CI. Installs the clients when missing; Transmission runs in a
+# network namespace, which needs root. Options go to the bench, e.g.
+# `just bench-transfer --runs 5 --only bare,revaer` (see `--help`).
+# Loopback download throughput of Revaer vs bare libtorrent, qBittorrent, Transmission, aria2c; writes bench/results/transfer.md.
+bench-transfer *args:
+    missing=""; for pkg in qbittorrent-nox transmission-daemon aria2 iproute2; do \
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"; \
+    done; \
+    if [ -n "$missing" ]; then \
+        as_root=""; [ "$(id -u)" -eq 0 ] || as_root="sudo"; \
+        echo "bench-transfer: installing Debian packages:$missing" >&2; \
+        $as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+        $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing; \
+        if [[ "$missing" == *transmission-daemon* ]] && command -v systemctl >/dev/null \
+            && systemctl is-enabled --quiet transmission-daemon 2>/dev/null; then \
+            $as_root systemctl disable --now transmission-daemon; \
+        fi; \
+    fi
+    cargo build --release --bins {{test_features}}
+    cargo run --release -p revaer-supervisor --example bench_transfer -- {{args}}
+
 # Time from `kill -9` of the engine to N seeding torrents seeding again.
 bench-seeding-recovery torrents="100" rounds="5":
     cargo build --release --bins {{test_features}}
