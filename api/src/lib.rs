@@ -7,9 +7,11 @@
 //! - [`server`]: binding, live re-binding on config change, graceful stop.
 //! - [`control`]: the control channel to the supervisor.
 
+pub mod auth;
 pub mod control;
 pub mod engine_events;
 pub mod health;
+pub mod keys_routes;
 pub mod links;
 pub mod problem;
 pub mod routes;

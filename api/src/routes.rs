@@ -21,9 +21,9 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
-use crate::AppState;
 use crate::health::{HealthInputs, health_full};
 use crate::problem::{panic_to_problem, problem_for_bare_errors};
+use crate::{AppState, keys_routes};
 
 /// Largest request body accepted anywhere (torrent uploads will get their
 /// own, larger, streamed limit).
@@ -37,7 +37,13 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 512;
 pub fn router(state: Arc<AppState>) -> Router {
     let router = Router::new()
         .route("/health", get(liveness))
-        .route("/health/full", get(readiness));
+        .route("/health/full", get(readiness))
+        .route("/v1/keys", get(keys_routes::list).post(keys_routes::issue))
+        .route("/v1/keys/{id}", axum::routing::delete(keys_routes::revoke))
+        .route(
+            "/v1/keys/{id}/rotate",
+            axum::routing::post(keys_routes::rotate),
+        );
     #[cfg(feature = "test-probes")]
     let router = router
         .route(
@@ -51,6 +57,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         );
     router
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            crate::auth::require_key,
+        ))
         .with_state(state)
         .layer(axum::middleware::map_response(problem_for_bare_errors))
         .layer(CatchPanicLayer::custom(panic_to_problem))

@@ -28,7 +28,10 @@ pub async fn serve(
         tracing::info!(%local, "HTTP API listening");
         let _ = bound.send(local);
         let (stop_tx, mut stop_rx) = watch::channel(false);
-        let server = axum::serve(listener, router.clone()).with_graceful_shutdown(async move {
+        let service = router
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, service).with_graceful_shutdown(async move {
             while stop_rx.changed().await.is_ok() {
                 if *stop_rx.borrow() {
                     break;

@@ -18,6 +18,7 @@ fn probe(daemon: &Daemon, worker: &str, probe: &Value) -> Value {
     let resp = daemon
         .client()
         .post(format!("{url}/v1/_test/probe/{worker}"))
+        .bearer_auth(daemon.admin_key())
         .json(probe)
         .send()
         .unwrap();

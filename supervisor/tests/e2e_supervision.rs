@@ -61,7 +61,12 @@ fn healthy_daemon_reports_three_sandboxed_workers() {
     let live = daemon.client().get(format!("{url}/health")).send().unwrap();
     assert_eq!(live.status().as_u16(), 200);
     // Unknown routes answer Problem+JSON, never a bare error.
-    let missing = daemon.client().get(format!("{url}/nope")).send().unwrap();
+    let missing = daemon
+        .client()
+        .get(format!("{url}/nope"))
+        .bearer_auth(daemon.admin_key())
+        .send()
+        .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
     assert_eq!(
         missing.headers()["content-type"],

@@ -148,6 +148,59 @@ impl Problem {
     }
 }
 
+/// Scope of an API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyScope {
+    /// Read-only routes (GET).
+    Read,
+    /// Everything, including key management.
+    Admin,
+}
+
+/// `POST /v1/keys` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyIssueRequest {
+    pub name: String,
+    pub scope: KeyScope,
+    /// Requests per minute for this key; absent = the configured default.
+    #[serde(default)]
+    pub rate_per_minute: Option<u32>,
+}
+
+/// A key as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySummary {
+    pub id: String,
+    pub name: String,
+    pub scope: KeyScope,
+    pub rate_per_minute: Option<u32>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// Answer to issue and rotate: the only time the secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCreated {
+    #[serde(flatten)]
+    pub summary: KeySummary,
+    pub key: String,
+}
+
+/// `POST /v1/keys/{id}/rotate` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotateRequest {
+    /// How long the old secret keeps working (0–604800 s, default 3600).
+    #[serde(default = "default_grace")]
+    pub grace_seconds: u64,
+}
+
+fn default_grace() -> u64 {
+    3600
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -145,6 +145,21 @@ impl Daemon {
         &self.client
     }
 
+    /// The bootstrap admin key the daemon wrote on first start.
+    pub fn admin_key(&self) -> String {
+        let path = self.data.0.join("bootstrap-admin.key");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(key) = std::fs::read_to_string(&path)
+                && !key.trim().is_empty()
+            {
+                return key.trim().to_owned();
+            }
+            assert!(Instant::now() < deadline, "no bootstrap admin key");
+            std::thread::sleep(POLL);
+        }
+    }
+
     pub fn worker_pid(health: &HealthFull, worker: &str) -> u32 {
         health.workers[worker].pid.unwrap()
     }
@@ -325,6 +340,7 @@ impl Daemon {
         let resp = self
             .client()
             .post(format!("{url}/v1/_test/engine"))
+            .bearer_auth(self.admin_key())
             .json(request)
             .send()
             .unwrap();
@@ -391,6 +407,7 @@ impl Daemon {
         let url = self.url().unwrap();
         self.client()
             .get(format!("{url}/v1/_test/engine/events"))
+            .bearer_auth(self.admin_key())
             .send()
             .unwrap()
             .json()

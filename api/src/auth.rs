@@ -1,0 +1,87 @@
+//! API-key authentication and scope checks for every route.
+//!
+//! A key comes in `Authorization: Bearer <key>` or `x-revaer-api-key`.
+//! `GET /health` needs none (liveness). `GET /health/full` needs none when
+//! the client connects from loopback, so a container health check works
+//! without a secret; from anywhere else it needs a key like every other
+//! route. `read` keys may only use GET/HEAD; `admin` keys may do anything.
+//! Failures are Problem+JSON: 401 (missing/invalid key, with
+//! `WWW-Authenticate: Bearer`) or 403 (scope). Keys are never logged.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::AppState;
+use crate::problem::problem_response;
+use crate::store::keys::{KeyInfo, Scope};
+
+/// Header alternative to `Authorization: Bearer`.
+pub const KEY_HEADER: &str = "x-revaer-api-key";
+
+fn presented_key(request: &Request) -> Option<&str> {
+    let headers = request.headers();
+    if let Some(bearer) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(bearer.trim());
+    }
+    headers
+        .get(KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+fn unauthorized(detail: &str) -> Response {
+    let mut response = problem_response(StatusCode::UNAUTHORIZED, Some(detail.to_owned()));
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// The middleware. Puts the caller's [`KeyInfo`] into the request
+/// extensions for handlers that need it.
+pub async fn require_key(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if path == "/health" {
+        return next.run(request).await;
+    }
+    let from_loopback = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|ConnectInfo(peer)| peer.ip().is_loopback());
+    if path == "/health/full" && from_loopback && presented_key(&request).is_none() {
+        return next.run(request).await;
+    }
+    let Some(presented) = presented_key(&request) else {
+        return unauthorized(
+            "an API key is required (Authorization: Bearer <key> or x-revaer-api-key)",
+        );
+    };
+    let Some(key) = state.keys.authenticate(presented) else {
+        return unauthorized("the API key is not valid (unknown, revoked or expired)");
+    };
+    let read_only = matches!(*request.method(), Method::GET | Method::HEAD);
+    if key.scope == Scope::Read && !read_only {
+        return problem_response(
+            StatusCode::FORBIDDEN,
+            Some(format!(
+                "key {} has the read scope; this needs admin",
+                key.id
+            )),
+        );
+    }
+    request.extensions_mut().insert::<KeyInfo>(key);
+    next.run(request).await
+}
