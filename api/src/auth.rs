@@ -6,7 +6,9 @@
 //! without a secret; from anywhere else it needs a key like every other
 //! route. `read` keys may only use GET/HEAD; `admin` keys may do anything.
 //! Failures are Problem+JSON: 401 (missing/invalid key, with
-//! `WWW-Authenticate: Bearer`) or 403 (scope). Keys are never logged.
+//! `WWW-Authenticate: Bearer`), 403 (scope) or 429 with `Retry-After` (the
+//! key's token bucket is empty, see [`crate::rate_limit`]). Keys are never
+//! logged.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -81,6 +83,21 @@ pub async fn require_key(
                 key.id
             )),
         );
+    }
+    if let Err(wait) = state.rate_limits.check(&key) {
+        let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        tracing::debug!(key_id = %key.id, retry_after, "rate limited");
+        let mut response = problem_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(format!(
+                "key {} is over its rate limit; retry in {retry_after} s",
+                key.id
+            )),
+        );
+        if let Ok(value) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
     }
     request.extensions_mut().insert::<KeyInfo>(key);
     next.run(request).await

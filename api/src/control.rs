@@ -80,6 +80,7 @@ pub async fn run(
                         Ok(addr) => { outputs.listen.send_if_modified(|a| { let changed = *a != addr; *a = addr; changed }); }
                         Err(e) => tracing::error!(error = %e, "supervisor pushed an invalid listen address"),
                     }
+                    state.rate_limits.set_default(config.api.default_rate_per_minute);
                     state.set_config_revision(revision);
                     tx.send(&WorkerToSupervisor::ConfigApplied { revision }).await?;
                 }

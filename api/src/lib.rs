@@ -14,6 +14,7 @@ pub mod health;
 pub mod keys_routes;
 pub mod links;
 pub mod problem;
+pub mod rate_limit;
 pub mod routes;
 pub mod server;
 pub mod store;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub supervision: watch::Receiver<Option<SupervisionSnapshot>>,
     pub sandbox: SandboxReport,
     pub keys: Arc<crate::store::keys::Keys>,
+    pub rate_limits: crate::rate_limit::RateLimits,
     config_revision: AtomicU64,
 }
 
@@ -49,6 +51,7 @@ impl AppState {
         supervision: watch::Receiver<Option<SupervisionSnapshot>>,
         sandbox: SandboxReport,
         keys: Arc<crate::store::keys::Keys>,
+        default_rate_per_minute: u32,
         config_revision: u64,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -58,6 +61,7 @@ impl AppState {
             supervision,
             sandbox,
             keys,
+            rate_limits: crate::rate_limit::RateLimits::new(default_rate_per_minute),
             config_revision: AtomicU64::new(config_revision),
         })
     }

@@ -65,6 +65,7 @@ async fn run(boot: Bootstrapped) -> Result<ControlEnd, Box<dyn std::error::Error
         supervision_rx,
         boot.sandbox.clone(),
         keys,
+        boot.init.config.api.default_rate_per_minute,
         boot.init.config_revision,
     );
 

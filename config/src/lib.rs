@@ -53,12 +53,16 @@ pub struct ApiConfig {
     /// Address the HTTP API binds to. Loopback by default: exposing the API
     /// to a network is an explicit operator decision.
     pub listen: String,
+    /// Requests per minute allowed to a key that has no rate of its own
+    /// (a token bucket: bursts up to this many).
+    pub default_rate_per_minute: u32,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:7070".to_owned(),
+            default_rate_per_minute: 6000,
         }
     }
 }
@@ -174,6 +178,12 @@ impl Config {
     /// Checks cross-field rules that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.api_listen()?;
+        if !(1..=1_000_000).contains(&self.api.default_rate_per_minute) {
+            return Err(ConfigError::Invalid {
+                key: "api.default_rate_per_minute",
+                reason: "must be between 1 and 1000000".to_owned(),
+            });
+        }
         let s = &self.supervisor;
         if s.restart_backoff_initial_ms == 0 {
             return Err(ConfigError::Invalid {
@@ -278,6 +288,8 @@ const DEFAULT_FILE: &str = r#"# Revaer configuration. Every key is optional; sho
 # Address of the HTTP API. Keep it on loopback unless a reverse proxy or a
 # firewall protects it.
 listen = "127.0.0.1:7070"
+# Requests per minute for API keys issued without a rate of their own.
+default_rate_per_minute = 6000
 
 [engine]
 # Where the BitTorrent engine listens for peers (comma-separated IP:port).

@@ -208,3 +208,50 @@ fn keys_survive_an_api_restart() {
         .unwrap();
     assert_eq!(listed.status().as_u16(), 200);
 }
+
+#[test]
+fn a_key_over_its_rate_gets_429_and_other_keys_are_not_slowed() {
+    let daemon = Daemon::start();
+    daemon.wait_ok();
+    let url = daemon.url().unwrap();
+    let client = daemon.client();
+    let admin = daemon.admin_key();
+    let issued: Value = client
+        .post(format!("{url}/v1/keys"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "tiny", "scope": "read", "rate_per_minute": 3}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let tiny = issued["key"].as_str().unwrap().to_owned();
+    let get = |key: &str| {
+        client
+            .get(format!("{url}/health/full"))
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+    };
+    for _ in 0..3 {
+        assert_eq!(get(&tiny).status().as_u16(), 200);
+    }
+    let limited = get(&tiny);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    let (status, problem) = problem_status(limited);
+    assert_eq!(status, 429);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains(issued["id"].as_str().unwrap())
+    );
+    // The admin key has its own bucket.
+    for _ in 0..20 {
+        assert_eq!(get(&admin).status().as_u16(), 200);
+    }
+}

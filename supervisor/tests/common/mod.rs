@@ -64,7 +64,7 @@ pub const LOOPBACK_ENGINE: &str = "[engine]\nlisten_interfaces = \"127.0.0.1:0\"
 /// Config used by tests: ephemeral ports, loopback only, quick restarts.
 pub fn test_config(extra: &str) -> String {
     format!(
-        "[api]\nlisten = \"127.0.0.1:0\"\n\n{LOOPBACK_ENGINE}\n[supervisor]\nrestart_backoff_initial_ms = 50\nrestart_backoff_max_ms = 2000\nshutdown_grace_ms = 5000\n{extra}"
+        "[api]\nlisten = \"127.0.0.1:0\"\ndefault_rate_per_minute = 1000000\n\n{LOOPBACK_ENGINE}\n[supervisor]\nrestart_backoff_initial_ms = 50\nrestart_backoff_max_ms = 2000\nshutdown_grace_ms = 5000\n{extra}"
     )
 }
 
