@@ -104,6 +104,25 @@ pub struct Keys {
     cache: RwLock<HashMap<[u8; 32], Cached>>,
 }
 
+/// Columns read by [`key_info`], in order.
+const KEY_COLUMNS: &str = "id, name, scope, rate_per_minute, created_at, revoked_at";
+
+/// A [`KeyInfo`] from the first six columns of a row (see [`KEY_COLUMNS`]).
+fn key_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
+    let scope: String = r.get(2)?;
+    let scope = Scope::parse(&scope).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(KeyInfo {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        scope,
+        rate_per_minute: r.get(3)?,
+        created_at: r.get(4)?,
+        revoked_at: r.get(5)?,
+    })
+}
+
 fn hash_of(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
@@ -139,33 +158,20 @@ impl Keys {
         let mut fresh = HashMap::new();
         {
             let conn = self.store.conn();
-            let mut stmt = conn.prepare(
-                "SELECT id, name, scope, rate_per_minute, created_at, secret_hash,
-                        previous_hash, previous_valid_until
-                 FROM api_keys WHERE revoked_at IS NULL",
-            )?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {KEY_COLUMNS}, secret_hash, previous_hash, previous_valid_until
+                 FROM api_keys WHERE revoked_at IS NULL"
+            ))?;
             let rows = stmt.query_map([], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<u32>>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, Vec<u8>>(5)?,
-                    r.get::<_, Option<Vec<u8>>>(6)?,
-                    r.get::<_, Option<i64>>(7)?,
+                    key_info(r)?,
+                    r.get::<_, Vec<u8>>(6)?,
+                    r.get::<_, Option<Vec<u8>>>(7)?,
+                    r.get::<_, Option<i64>>(8)?,
                 ))
             })?;
             for row in rows {
-                let (id, name, scope, rate, created_at, hash, previous, until) = row?;
-                let info = KeyInfo {
-                    id,
-                    name,
-                    scope: Scope::parse(&scope)?,
-                    rate_per_minute: rate,
-                    created_at,
-                    revoked_at: None,
-                };
+                let (info, hash, previous, until) = row?;
                 if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
                     fresh.insert(
                         hash,
@@ -261,32 +267,12 @@ impl Keys {
     /// Every key, revoked ones included, oldest first.
     pub fn list(&self) -> Result<Vec<KeyInfo>, StoreError> {
         let conn = self.store.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, name, scope, rate_per_minute, created_at, revoked_at
-             FROM api_keys ORDER BY created_at, id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<u32>>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, Option<i64>>(5)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, name, scope, rate_per_minute, created_at, revoked_at) = row?;
-            out.push(KeyInfo {
-                id,
-                name,
-                scope: Scope::parse(&scope)?,
-                rate_per_minute,
-                created_at,
-                revoked_at,
-            });
-        }
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+        ))?;
+        let out = stmt
+            .query_map([], key_info)?
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(out)
     }
 

@@ -68,20 +68,25 @@ pub fn test_config(extra: &str) -> String {
     )
 }
 
+/// Spawns `revaerd` from `bin_dir` on the data dir `data`.
+fn spawn_revaerd(bin_dir: &Path, data: &Path) -> Child {
+    Command::new(bin_dir.join("revaerd"))
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
 impl Daemon {
     /// Starts `revaerd` from `bin_dir` with `config` as `revaer.toml`.
     pub fn start_with(bin_dir: &Path, config: &str) -> Self {
         let data = TempDir::new("data");
         std::fs::write(data.0.join("revaer.toml"), config).unwrap();
-        let child = Command::new(bin_dir.join("revaerd"))
-            .arg("--data-dir")
-            .arg(&data.0)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let child = spawn_revaerd(bin_dir, &data.0);
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(5))
             .no_proxy()
@@ -424,15 +429,7 @@ impl Daemon {
     /// Starts the (already stopped) daemon again on the same data dir.
     pub fn restart_stopped(&mut self, bin_dir: &Path) {
         let _ = std::fs::remove_file(self.data.0.join("run/api.url"));
-        self.child = Command::new(bin_dir.join("revaerd"))
-            .arg("--data-dir")
-            .arg(&self.data.0)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        self.child = spawn_revaerd(bin_dir, &self.data.0);
     }
 }
 
