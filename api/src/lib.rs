@@ -1,6 +1,9 @@
 //! `revaer-api`: the HTTP control plane, run as a sandboxed worker.
 //!
-//! - [`routes`]: the axum router (health now; the v1 API in later issues).
+//! - [`routes`]: the axum router and its guards.
+//! - [`read_model`]: every torrent in memory, for fast listing.
+//! - [`event_log`] / [`sse`]: the durable event log and its SSE stream.
+//! - [`metrics`]: Prometheus text for the API and its workers.
 //! - [`health`]: the `/health/full` verdict.
 //! - [`links`]: authenticated data channels to the engine and FsOps.
 //! - [`problem`]: RFC 9457 errors for every failure path.
@@ -10,13 +13,17 @@
 pub mod auth;
 pub mod control;
 pub mod engine_events;
+pub mod event_log;
 pub mod health;
 pub mod keys_routes;
 pub mod links;
+pub mod metrics;
 pub mod problem;
 pub mod rate_limit;
+pub mod read_model;
 pub mod routes;
 pub mod server;
+pub mod sse;
 pub mod store;
 
 use std::sync::Arc;
@@ -27,6 +34,22 @@ use tokio::sync::watch;
 
 use crate::links::WorkerLink;
 
+/// What [`AppState::new`] is built from.
+#[derive(Debug)]
+pub struct AppParts {
+    pub engine: WorkerLink,
+    pub engine_events: Arc<crate::engine_events::EngineEvents>,
+    pub fsops: WorkerLink,
+    pub supervision: watch::Receiver<Option<SupervisionSnapshot>>,
+    pub sandbox: SandboxReport,
+    pub store: Arc<crate::store::Store>,
+    pub keys: Arc<crate::store::keys::Keys>,
+    pub events: Arc<crate::event_log::EventLog>,
+    pub torrents: Arc<crate::read_model::ReadModel>,
+    pub default_rate_per_minute: u32,
+    pub config_revision: u64,
+}
+
 /// State shared by handlers and background tasks.
 #[derive(Debug)]
 pub struct AppState {
@@ -36,33 +59,31 @@ pub struct AppState {
     /// Latest supervisor snapshot; `None` until the first arrives.
     pub supervision: watch::Receiver<Option<SupervisionSnapshot>>,
     pub sandbox: SandboxReport,
+    pub store: Arc<crate::store::Store>,
     pub keys: Arc<crate::store::keys::Keys>,
     pub rate_limits: crate::rate_limit::RateLimits,
+    pub events: Arc<crate::event_log::EventLog>,
+    pub torrents: Arc<crate::read_model::ReadModel>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     config_revision: AtomicU64,
 }
 
 impl AppState {
     #[must_use]
-    #[allow(clippy::too_many_arguments, reason = "built once, in main")]
-    pub fn new(
-        engine: WorkerLink,
-        engine_events: Arc<crate::engine_events::EngineEvents>,
-        fsops: WorkerLink,
-        supervision: watch::Receiver<Option<SupervisionSnapshot>>,
-        sandbox: SandboxReport,
-        keys: Arc<crate::store::keys::Keys>,
-        default_rate_per_minute: u32,
-        config_revision: u64,
-    ) -> Arc<Self> {
+    pub fn new(parts: AppParts) -> Arc<Self> {
         Arc::new(Self {
-            engine,
-            engine_events,
-            fsops,
-            supervision,
-            sandbox,
-            keys,
-            rate_limits: crate::rate_limit::RateLimits::new(default_rate_per_minute),
-            config_revision: AtomicU64::new(config_revision),
+            engine: parts.engine,
+            engine_events: parts.engine_events,
+            fsops: parts.fsops,
+            supervision: parts.supervision,
+            sandbox: parts.sandbox,
+            store: parts.store,
+            keys: parts.keys,
+            rate_limits: crate::rate_limit::RateLimits::new(parts.default_rate_per_minute),
+            events: parts.events,
+            torrents: parts.torrents,
+            metrics: crate::metrics::Metrics::new(),
+            config_revision: AtomicU64::new(parts.config_revision),
         })
     }
 

@@ -6,10 +6,12 @@ use std::process::ExitCode;
 
 use revaer_api::control::{self, ControlEnd, ControlOutputs};
 use revaer_api::engine_events::EngineEvents;
+use revaer_api::event_log::EventLog;
 use revaer_api::links::{LinkParams, WorkerLink};
+use revaer_api::read_model::ReadModel;
 use revaer_api::store::Store;
 use revaer_api::store::keys::Keys;
-use revaer_api::{AppState, routes, server};
+use revaer_api::{AppParts, AppState, routes, server};
 use revaer_ipc::{Connection, Role};
 use revaer_worker_bootstrap::{Bootstrapped, bootstrap, data_server, logging, worker_runtime};
 use std::sync::Arc;
@@ -58,16 +60,21 @@ async fn run(boot: Bootstrapped) -> Result<ControlEnd, Box<dyn std::error::Error
     let store = Arc::new(Store::open(&boot.layout.api_database())?);
     let keys = Arc::new(Keys::load(Arc::clone(&store))?);
     let (supervision_tx, supervision_rx) = watch::channel(None);
-    let state = AppState::new(
+    let events = EventLog::start(Arc::clone(&store), &engine_events)?;
+    let torrents = ReadModel::start(Arc::clone(&store), &engine_events);
+    let state = AppState::new(AppParts {
         engine,
         engine_events,
         fsops,
-        supervision_rx,
-        boot.sandbox.clone(),
+        supervision: supervision_rx,
+        sandbox: boot.sandbox.clone(),
+        store,
         keys,
-        boot.init.config.api.default_rate_per_minute,
-        boot.init.config_revision,
-    );
+        events,
+        torrents,
+        default_rate_per_minute: boot.init.config.api.default_rate_per_minute,
+        config_revision: boot.init.config_revision,
+    });
 
     let control = revaer_ipc::control::into_tokio(boot.control)?;
     let (rx, mut tx) = Connection::new(control).into_split();

@@ -43,7 +43,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/keys/{id}/rotate",
             axum::routing::post(keys_routes::rotate),
-        );
+        )
+        .route("/v1/events", get(crate::sse::events))
+        .route("/metrics", get(crate::metrics::render));
     #[cfg(feature = "test-probes")]
     let router = router
         .route(
@@ -60,6 +62,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             crate::auth::require_key,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            crate::metrics::track,
         ))
         .with_state(state)
         .layer(axum::middleware::map_response(problem_for_bare_errors))

@@ -7,11 +7,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub mod events;
+pub mod torrents;
+
 /// Media type of RFC 9457 problem documents.
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
 /// An RFC 9457 problem document. Every error the API returns has this shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// URI reference naming the problem type; `about:blank` for plain HTTP errors.
     #[serde(rename = "type")]
@@ -28,20 +31,20 @@ pub struct Problem {
 }
 
 /// One invalid input, located by a JSON pointer (RFC 6901).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InvalidParam {
     pub pointer: String,
     pub message: String,
 }
 
 /// `GET /health`: liveness only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Liveness {
     pub status: String,
 }
 
 /// Overall readiness.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
     Ok,
@@ -50,7 +53,7 @@ pub enum HealthStatus {
 
 /// `GET /health/full`: readiness of every component. Served with 503 when
 /// `status` is `degraded`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HealthFull {
     pub status: HealthStatus,
     /// Names of the components that are not healthy (`engine`, `fsops`,
@@ -63,7 +66,7 @@ pub struct HealthFull {
 }
 
 /// One worker process.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerHealth {
     pub up: bool,
     /// `starting`, `running`, `restarting` or `stopped`, as the supervisor sees it.
@@ -79,7 +82,7 @@ pub struct WorkerHealth {
 }
 
 /// How the previous process of a worker ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerExitInfo {
     pub pid: u32,
     pub code: Option<i32>,
@@ -90,7 +93,7 @@ pub struct WorkerExitInfo {
 }
 
 /// The sandbox a worker actually got.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SandboxInfo {
     pub no_new_privs: bool,
     pub landlock_abi: Option<u8>,
@@ -106,7 +109,7 @@ pub struct SandboxInfo {
 }
 
 /// The config file watcher.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConfigHealth {
     pub revision: u64,
     pub watch_latency_ms: Option<u64>,
@@ -115,7 +118,7 @@ pub struct ConfigHealth {
 }
 
 /// What is running.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BuildInfo {
     pub version: String,
     pub revision: String,
@@ -149,7 +152,7 @@ impl Problem {
 }
 
 /// Scope of an API key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyScope {
     /// Read-only routes (GET).
@@ -159,7 +162,7 @@ pub enum KeyScope {
 }
 
 /// `POST /v1/keys` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyIssueRequest {
     pub name: String,
@@ -170,7 +173,7 @@ pub struct KeyIssueRequest {
 }
 
 /// A key as listed (never its secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeySummary {
     pub id: String,
     pub name: String,
@@ -181,7 +184,7 @@ pub struct KeySummary {
 }
 
 /// Answer to issue and rotate: the only time the secret is shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyCreated {
     #[serde(flatten)]
     pub summary: KeySummary,
@@ -189,7 +192,7 @@ pub struct KeyCreated {
 }
 
 /// `POST /v1/keys/{id}/rotate` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRotateRequest {
     /// How long the old secret keeps working (0–604800 s, default 3600).

@@ -1,0 +1,1 @@
+//! `GET /v1/events`: the events a client receives over SSE (DESIGN §6).
