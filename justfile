@@ -51,6 +51,7 @@ cov gate="80":
         cargo llvm-cov clean --workspace && \
         cargo build --workspace --bins {{test_features}} && \
         cargo nextest run --workspace {{test_features}} --no-fail-fast && \
+        REVAER_BIN_DIR="${CARGO_TARGET_DIR:-target}/debug" ./scripts/api-contract.sh && \
         cargo llvm-cov report --summary-only --ignore-filename-regex '(fuzz|examples)/' --fail-under-lines {{gate}}
 
 # Time from `kill -9` of a worker to degraded health and back to ok.
@@ -83,6 +84,34 @@ bench-transfer *args:
 bench-seeding-recovery torrents="100" rounds="5":
     cargo build --release --bins {{test_features}}
     cargo run --release -p revaer-supervisor --example bench_seeding_recovery -- --torrents {{torrents}} --rounds {{rounds}}
+
+# Not part of CI. Installs wrk and qbittorrent-nox when missing (sudo -n
+# when not root). Options go to the bench, e.g.
+# `just bench-api --duration 10 --only revaer,ceiling` (see `--help`).
+# Revaer's HTTP API with 10,000 paused torrents vs a minimal axum server and qBittorrent; writes bench/results/api.md.
+bench-api *args:
+    missing=""; for pkg in wrk qbittorrent-nox; do \
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"; \
+    done; \
+    if [ -n "$missing" ]; then \
+        as_root=""; [ "$(id -u)" -eq 0 ] || as_root="sudo -n"; \
+        echo "bench-api: installing Debian packages:$missing" >&2; \
+        $as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+        $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing; \
+    fi
+    cargo build --release --bins -p revaer-supervisor -p revaer-api -p revaer-engine -p revaer-fsops
+    cargo run --release -p revaer-supervisor --example bench_api -- {{args}}
+
+# schemathesis against a live daemon built in target/debug, using the
+# committed OpenAPI document (part of `just cov`, hence of `./x test`).
+api-contract *args:
+    cargo build --workspace --bins {{test_features}}
+    ./scripts/api-contract.sh {{args}}
+
+# Regenerate docs/api/openapi.json from the code (a test fails when it is stale).
+api-export:
+    cargo run -q -p revaer-api --example export_openapi > docs/api/openapi.json.tmp
+    mv docs/api/openapi.json.tmp docs/api/openapi.json
 
 # IPC round-trip latency over a real Unix socket between two processes.
 bench-ipc:

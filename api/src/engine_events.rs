@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use revaer_ipc::engine::{EngineEvent, EngineRequest};
 use revaer_ipc::{Envelope, IpcError, WorkerRequest, WorkerResponse};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::links::{LinkParams, open};
 
@@ -27,6 +27,9 @@ pub struct EngineEvents {
     recent: Mutex<VecDeque<EngineEvent>>,
     live: broadcast::Sender<EngineEvent>,
     wake: Notify,
+    /// True while a subscription is open (between the snapshot and the
+    /// engine going away).
+    connected: watch::Sender<bool>,
 }
 
 impl EngineEvents {
@@ -38,6 +41,7 @@ impl EngineEvents {
             recent: Mutex::new(VecDeque::new()),
             live,
             wake: Notify::new(),
+            connected: watch::Sender::new(false),
         });
         tokio::spawn(Arc::clone(&events).run(params));
         events
@@ -58,6 +62,12 @@ impl EngineEvents {
         self.live.subscribe()
     }
 
+    /// Whether the engine's event stream is open right now.
+    #[must_use]
+    pub fn connected(&self) -> watch::Receiver<bool> {
+        self.connected.subscribe()
+    }
+
     /// Reconnect now (the engine was restarted).
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -76,7 +86,9 @@ impl EngineEvents {
     async fn run(self: Arc<Self>, params: LinkParams) {
         let mut delay = RECONNECT_MIN;
         loop {
-            match self.follow(&params).await {
+            let result = self.follow(&params).await;
+            self.connected.send_replace(false);
+            match result {
                 Ok(()) => delay = RECONNECT_MIN,
                 Err(e) => tracing::debug!(error = %e, "engine event stream unavailable"),
             }
@@ -100,7 +112,13 @@ impl EngineEvents {
         tracing::info!("subscribed to engine events");
         while let Some(frame) = conn.recv::<Envelope<WorkerResponse>>().await? {
             match frame.body {
-                WorkerResponse::Event(event) => self.record(event),
+                WorkerResponse::Event(event) => {
+                    let is_snapshot = matches!(event, EngineEvent::Snapshot(_));
+                    self.record(event);
+                    if is_snapshot {
+                        self.connected.send_replace(true);
+                    }
+                }
                 _ => return Err(IpcError::UnexpectedMessage("non-event on the event stream")),
             }
         }

@@ -5,16 +5,22 @@
 //! holds an authenticated data channel to it with a recent pong; the
 //! supervisor's crash notice therefore degrades health immediately, without
 //! waiting for a ping to time out.
+//!
+//! The API's own store counts too: when SQLite does not answer, or the last
+//! event-log write failed, `api` is degraded.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use revaer_api_models::{
-    BuildInfo, ConfigHealth, HealthFull, HealthStatus, SandboxInfo, WorkerExitInfo, WorkerHealth,
+    BuildInfo, ConfigHealth, HealthFull, HealthStatus, SandboxInfo, StoreHealth, WorkerExitInfo,
+    WorkerHealth,
 };
 use revaer_ipc::{Role, SandboxReport, SupervisionSnapshot, WorkerState, WorkerStatus};
 
+use crate::event_log::EventLog;
 use crate::links::LinkStatus;
+use crate::store::Store;
 
 /// A pong older than this counts as a missed health ping.
 pub const PONG_STALE_AFTER: Duration = Duration::from_secs(3);
@@ -27,7 +33,29 @@ pub struct HealthInputs<'a> {
     pub fsops: &'a LinkStatus,
     pub api_sandbox: &'a SandboxReport,
     pub api_config_revision: u64,
+    /// See [`store_health`].
+    pub store: &'a StoreHealth,
+    pub event_log_head: Option<u64>,
     pub now: Instant,
+}
+
+/// Probes the store with a trivial query and reports the event log's last
+/// write failure, if it has not recovered since.
+#[must_use]
+pub fn store_health(store: &Store, events: &EventLog) -> StoreHealth {
+    let probe = store
+        .conn()
+        .query_row("SELECT 1", [], |r| r.get::<_, i64>(0));
+    let error = match probe {
+        Err(e) => Some(format!("database: {e}")),
+        Ok(_) => events
+            .last_write_error()
+            .map(|e| format!("event log write failed: {e}")),
+    };
+    StoreHealth {
+        ok: error.is_none(),
+        error,
+    }
 }
 
 /// Computes the readiness document.
@@ -69,6 +97,7 @@ pub fn health_full(inputs: &HealthInputs<'_>) -> HealthFull {
         degraded.push("config".to_owned());
     }
     degraded.sort();
+    degraded.dedup();
     HealthFull {
         status: if degraded.is_empty() {
             HealthStatus::Ok
@@ -78,6 +107,8 @@ pub fn health_full(inputs: &HealthInputs<'_>) -> HealthFull {
         degraded,
         workers,
         config,
+        store: inputs.store.clone(),
+        event_log_head: inputs.event_log_head,
         build: BuildInfo {
             version: revaer_ipc::build_info::VERSION.to_owned(),
             revision: revaer_ipc::build_info::GIT_REVISION.to_owned(),
@@ -86,13 +117,19 @@ pub fn health_full(inputs: &HealthInputs<'_>) -> HealthFull {
 }
 
 fn api_health(status: Option<&WorkerStatus>, inputs: &HealthInputs<'_>) -> WorkerHealth {
+    let reason = (!inputs.store.ok).then(|| {
+        format!(
+            "store: {}",
+            inputs.store.error.as_deref().unwrap_or("unavailable")
+        )
+    });
     WorkerHealth {
-        up: true,
+        up: reason.is_none(),
         state: "running".to_owned(),
         pid: Some(std::process::id()),
         restarts: status.map_or(0, |s| s.restarts),
         last_exit: status.and_then(|s| s.last_exit.as_ref()).map(exit_info),
-        reason: None,
+        reason,
         config_revision: Some(inputs.api_config_revision),
         sandbox: Some(sandbox_info(inputs.api_sandbox)),
     }
@@ -228,6 +265,22 @@ mod tests {
         engine: &LinkStatus,
         now: Instant,
     ) -> HealthFull {
+        compute_with_store(snap, engine, now, &healthy_store())
+    }
+
+    fn healthy_store() -> StoreHealth {
+        StoreHealth {
+            ok: true,
+            error: None,
+        }
+    }
+
+    fn compute_with_store(
+        snap: Option<&SupervisionSnapshot>,
+        engine: &LinkStatus,
+        now: Instant,
+        store: &StoreHealth,
+    ) -> HealthFull {
         let fsops = link(11, now);
         health_full(&HealthInputs {
             snapshot: snap,
@@ -235,6 +288,8 @@ mod tests {
             fsops: &fsops,
             api_sandbox: &SandboxReport::default(),
             api_config_revision: 1,
+            store,
+            event_log_head: Some(42),
             now,
         })
     }
@@ -292,5 +347,52 @@ mod tests {
         let h = compute(None, &link(10, now), now);
         assert!(h.degraded.contains(&"supervisor".to_owned()));
         assert!(h.degraded.contains(&"engine".to_owned()));
+    }
+
+    #[test]
+    fn a_failing_store_degrades_the_api_and_is_reported() {
+        let now = Instant::now();
+        let snap = snapshot(WorkerState::Running, None);
+        let h = compute(Some(&snap), &link(10, now), now);
+        assert!(h.store.ok);
+        assert_eq!(h.event_log_head, Some(42));
+        let failing = StoreHealth {
+            ok: false,
+            error: Some("disk I/O error".to_owned()),
+        };
+        let h = compute_with_store(Some(&snap), &link(10, now), now, &failing);
+        assert_eq!(h.status, HealthStatus::Degraded);
+        assert_eq!(h.degraded, vec!["api"]);
+        assert!(!h.workers["api"].up);
+        let reason = h.workers["api"].reason.clone().unwrap();
+        assert!(reason.contains("disk I/O error"), "{reason}");
+        assert_eq!(h.store, failing);
+    }
+
+    #[tokio::test]
+    async fn store_health_probes_the_database_and_the_event_log() {
+        use std::sync::Arc;
+
+        let store = Arc::new(Store::in_memory().unwrap());
+        let events = EventLog::open(
+            Arc::clone(&store),
+            &crate::event_log::EventLogConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(store_health(&store, &events), healthy_store());
+        store
+            .conn()
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON events
+                 BEGIN SELECT RAISE(ABORT, 'no space'); END;",
+            )
+            .unwrap();
+        let failed = events
+            .append_durable(revaer_api_models::events::Event::ConfigApplied { revision: 1 })
+            .await;
+        assert!(failed.is_err());
+        let h = store_health(&store, &events);
+        assert!(!h.ok);
+        assert!(h.error.unwrap().contains("no space"));
     }
 }

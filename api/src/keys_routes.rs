@@ -1,6 +1,7 @@
 //! `/v1/keys`: issue, list, rotate and revoke API keys (admin scope; the
 //! auth middleware enforces it for the writing routes, and these handlers
-//! for listing too).
+//! for listing too). Issuing, rotating and revoking are logged as
+//! `key_issued` / `key_revoked` events (never with the secret).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +10,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use revaer_api_models::events::Event;
 use revaer_api_models::{KeyCreated, KeyIssueRequest, KeyRotateRequest, KeyScope, KeySummary};
 
 use crate::AppState;
-use crate::problem::{ApiError, problem_response};
+use crate::problem::{ApiError, ValidJson, problem_response};
 use crate::store::StoreError;
 use crate::store::keys::{IssuedKey, KeyInfo, Scope};
 
@@ -30,6 +32,18 @@ fn summary(info: &KeyInfo) -> KeySummary {
         rate_per_minute: info.rate_per_minute,
         created_at: info.created_at,
         revoked_at: info.revoked_at,
+    }
+}
+
+/// The `key_issued` event for a new or rotated key.
+fn issued_event(info: &KeyInfo, rotated: bool, by: &KeyInfo) -> Event {
+    let summary = summary(info);
+    Event::KeyIssued {
+        key_id: summary.id,
+        name: summary.name,
+        scope: summary.scope,
+        rotated,
+        by: by.id.clone(),
     }
 }
 
@@ -61,17 +75,36 @@ fn forbid_unless_admin(caller: &KeyInfo) -> Option<Response> {
 }
 
 /// `POST /v1/keys`.
+#[utoipa::path(
+    post,
+    path = "/v1/keys",
+    tag = "keys",
+    operation_id = "issue_key",
+    summary = "Issue an API key (shown once)",
+    request_body(content = KeyIssueRequest, example = json!({"name": "sonarr", "scope": "read", "rate_per_minute": 600})),
+    responses(
+        (status = 201, description = "Issued; `key` is the secret, shown only now", body = KeyCreated),
+        (status = 400, description = "Invalid request", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn issue(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<KeyInfo>,
-    Json(request): Json<KeyIssueRequest>,
+    ValidJson(request): ValidJson<KeyIssueRequest>,
 ) -> Response {
     if let Some(denied) = forbid_unless_admin(&caller) {
         return denied;
     }
+    let name_length = request.name.trim().len();
+    if name_length == 0 || name_length > 100 {
+        return ApiError::invalid("/name", "a key name is 1 to 100 characters").into_response();
+    }
     if request.rate_per_minute == Some(0) {
-        return ApiError::BadRequest("rate_per_minute must be at least 1".to_owned())
-            .into_response();
+        return ApiError::invalid("/rate_per_minute", "must be at least 1").into_response();
     }
     let scope = match request.scope {
         KeyScope::Read => Scope::Read,
@@ -83,6 +116,9 @@ pub async fn issue(
     {
         Ok(issued) => {
             tracing::info!(key_id = %issued.info.id, by = %caller.id, "API key issued");
+            state
+                .events
+                .append(issued_event(&issued.info, false, &caller));
             (StatusCode::CREATED, Json(created(&issued))).into_response()
         }
         Err(e) => store_error(&e).into_response(),
@@ -90,6 +126,19 @@ pub async fn issue(
 }
 
 /// `GET /v1/keys`.
+#[utoipa::path(
+    get,
+    path = "/v1/keys",
+    tag = "keys",
+    operation_id = "list_keys",
+    summary = "List API keys (never their secrets)",
+    responses(
+        (status = 200, description = "Every key, revoked ones included", body = Vec<KeySummary>),
+        (status = 401, description = "Missing or invalid key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<KeyInfo>,
@@ -104,18 +153,39 @@ pub async fn list(
 }
 
 /// `POST /v1/keys/{id}/rotate`.
+#[utoipa::path(
+    post,
+    path = "/v1/keys/{id}/rotate",
+    tag = "keys",
+    operation_id = "rotate_key",
+    summary = "New secret for a key; the old one works for a grace period",
+    params(("id" = String, Path, description = "Key id")),
+    request_body(content = KeyRotateRequest, example = json!({"grace_seconds": 3600})),
+    responses(
+        (status = 200, description = "Rotated; `key` is the new secret", body = KeyCreated),
+        (status = 400, description = "Invalid request", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such active key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn rotate(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<KeyInfo>,
     Path(id): Path<String>,
-    Json(request): Json<KeyRotateRequest>,
+    ValidJson(request): ValidJson<KeyRotateRequest>,
 ) -> Response {
     if let Some(denied) = forbid_unless_admin(&caller) {
         return denied;
     }
     if request.grace_seconds > MAX_GRACE_SECONDS {
-        return ApiError::BadRequest(format!("grace_seconds must be at most {MAX_GRACE_SECONDS}"))
-            .into_response();
+        return ApiError::invalid(
+            "/grace_seconds",
+            format!("must be at most {MAX_GRACE_SECONDS}"),
+        )
+        .into_response();
     }
     match state
         .keys
@@ -123,6 +193,9 @@ pub async fn rotate(
     {
         Ok(Some(issued)) => {
             tracing::info!(key_id = %id, by = %caller.id, "API key rotated");
+            state
+                .events
+                .append(issued_event(&issued.info, true, &caller));
             Json(created(&issued)).into_response()
         }
         Ok(None) => ApiError::NotFound(format!("no active key {id}")).into_response(),
@@ -131,6 +204,21 @@ pub async fn rotate(
 }
 
 /// `DELETE /v1/keys/{id}`: revoked keys are refused from the response on.
+#[utoipa::path(
+    delete,
+    path = "/v1/keys/{id}",
+    tag = "keys",
+    operation_id = "revoke_key",
+    summary = "Revoke a key at once",
+    params(("id" = String, Path, description = "Key id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Missing or invalid key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such active key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<KeyInfo>,
@@ -142,9 +230,88 @@ pub async fn revoke(
     match state.keys.revoke(&id) {
         Ok(true) => {
             tracing::info!(key_id = %id, by = %caller.id, "API key revoked");
+            state.events.append(Event::KeyRevoked {
+                key_id: id,
+                by: caller.id.clone(),
+            });
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(false) => ApiError::NotFound(format!("no active key {id}")).into_response(),
         Err(e) => store_error(&e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::http::{Method, StatusCode};
+    use revaer_api_models::events::{Event, EventKind};
+    use serde_json::json;
+
+    use crate::test_harness::Harness;
+
+    #[tokio::test]
+    async fn issuing_rotating_and_revoking_are_logged_without_the_secret() {
+        let h = Harness::start().await;
+        let mut live = h.state.events.subscribe();
+        let (status, _, created) = h
+            .admin(
+                Method::POST,
+                "/v1/keys",
+                &json!({"name": "ci", "scope": "read"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let id = created["id"].as_str().unwrap().to_owned();
+        let (status, _, rotated) = h
+            .admin(
+                Method::POST,
+                &format!("/v1/keys/{id}/rotate"),
+                &json!({"grace_seconds": 0}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, _) = h
+            .admin(Method::DELETE, &format!("/v1/keys/{id}"), &json!(null))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+
+        let mut logged = Vec::new();
+        while logged.len() < 3 {
+            let e = tokio::time::timeout(Duration::from_secs(5), live.recv())
+                .await
+                .expect("key events within 5 s")
+                .unwrap();
+            if matches!(e.event.kind(), EventKind::KeyIssued | EventKind::KeyRevoked) {
+                for secret in [&created["key"], &rotated["key"]] {
+                    assert!(!e.data().contains(secret.as_str().unwrap()));
+                }
+                logged.push(e.event.clone());
+            }
+        }
+        let by = match &logged[0] {
+            Event::KeyIssued { by, .. } => by.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_ne!(by, id);
+        let issued = |rotated| Event::KeyIssued {
+            key_id: id.clone(),
+            name: "ci".to_owned(),
+            scope: revaer_api_models::KeyScope::Read,
+            rotated,
+            by: by.clone(),
+        };
+        assert_eq!(
+            logged,
+            vec![
+                issued(false),
+                issued(true),
+                Event::KeyRevoked {
+                    key_id: id.clone(),
+                    by: by.clone()
+                }
+            ]
+        );
     }
 }

@@ -15,9 +15,11 @@ pub mod control;
 pub mod engine_events;
 pub mod event_log;
 pub mod health;
+pub mod health_events;
 pub mod keys_routes;
 pub mod links;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod rate_limit;
 pub mod read_model;
@@ -25,6 +27,12 @@ pub mod routes;
 pub mod server;
 pub mod sse;
 pub mod store;
+pub mod torrents_routes;
+
+#[cfg(test)]
+mod route_tests;
+#[cfg(test)]
+pub mod test_harness;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -61,7 +61,7 @@ async fn run(boot: Bootstrapped) -> Result<ControlEnd, Box<dyn std::error::Error
     let keys = Arc::new(Keys::load(Arc::clone(&store))?);
     let (supervision_tx, supervision_rx) = watch::channel(None);
     let events = EventLog::start(Arc::clone(&store), &engine_events)?;
-    let torrents = ReadModel::start(Arc::clone(&store), &engine_events);
+    let torrents = ReadModel::start(Arc::clone(&store), engine.clone(), &engine_events)?;
     let state = AppState::new(AppParts {
         engine,
         engine_events,
@@ -75,6 +75,7 @@ async fn run(boot: Bootstrapped) -> Result<ControlEnd, Box<dyn std::error::Error
         default_rate_per_minute: boot.init.config.api.default_rate_per_minute,
         config_revision: boot.init.config_revision,
     });
+    revaer_api::health_events::spawn(Arc::clone(&state));
 
     let control = revaer_ipc::control::into_tokio(boot.control)?;
     let (rx, mut tx) = Connection::new(control).into_split();

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use revaer_api_models::{PROBLEM_CONTENT_TYPE, Problem};
+use revaer_api_models::{InvalidParam, PROBLEM_CONTENT_TYPE, Problem};
 
 /// Errors a handler can return.
 #[derive(Debug, thiserror::Error)]
@@ -18,16 +18,42 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// Validation failures, each located by a JSON pointer.
+    #[error("the request is invalid")]
+    Invalid(Vec<InvalidParam>),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A dependency (the engine, the store) cannot serve now; retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// A bug or an unexpected answer; details go to the log only.
+    #[error("internal error; see the server log")]
+    Internal(String),
 }
 
 impl ApiError {
+    /// One invalid parameter.
+    #[must_use]
+    pub fn invalid(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Invalid(vec![InvalidParam {
+            pointer: pointer.into(),
+            message: message.into(),
+        }])
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -35,8 +61,101 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        problem_response(status, Some(self.to_string()))
+        match self {
+            ApiError::Invalid(params) => {
+                let mut problem = Problem::new(status.as_u16(), "Invalid request")
+                    .with_type(INVALID_PARAMS_TYPE)
+                    .with_detail("one or more parameters are invalid");
+                problem.invalid_params = params;
+                problem_json(status, &problem)
+            }
+            ApiError::Internal(detail) => {
+                tracing::error!(detail = %detail, "internal error");
+                problem_response(
+                    status,
+                    Some("internal error; see the server log".to_owned()),
+                )
+            }
+            other => problem_response(status, Some(other.to_string())),
+        }
     }
+}
+
+/// Problem type of validation failures.
+pub const INVALID_PARAMS_TYPE: &str = "https://revaer.dev/problems/invalid-params";
+
+/// A JSON body parsed with the failing field located: serde errors become
+/// a 400 whose `invalid_params` pointer names the field (RFC 6901).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ValidJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ValidJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/json"));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as application/json".to_owned(),
+            )
+            .into_response());
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        parse_json(&bytes)
+            .map(ValidJson)
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+/// Parses JSON, locating any error by pointer.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let pointer = json_pointer(e.path());
+        ApiError::invalid(pointer, e.inner().to_string())
+    })?;
+    de.end().map_err(|e| ApiError::invalid("", e.to_string()))?;
+    Ok(value)
+}
+
+/// An RFC 6901 pointer for a serde path.
+fn json_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => {
+                out.push('/');
+                out.push_str(&index.to_string());
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                out.push('/');
+                out.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            // Syntax errors: locate the innermost known container.
+            Segment::Unknown => break,
+        }
+    }
+    out
+}
+
+fn problem_json(status: StatusCode, problem: &Problem) -> Response {
+    let mut response = (status, Json(problem)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
+    );
+    response
 }
 
 /// Builds a problem response for `status`.
@@ -45,11 +164,7 @@ pub fn problem_response(status: StatusCode, detail: Option<String>) -> Response 
     let title = status.canonical_reason().unwrap_or("Error");
     let mut problem = Problem::new(status.as_u16(), title);
     problem.detail = detail;
-    let mut response = (status, Json(problem)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
-    );
+    let mut response = problem_json(status, &problem);
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response
             .headers_mut()
@@ -96,4 +211,76 @@ pub async fn problem_for_bare_errors(response: Response) -> Response {
 pub fn panic_to_problem(_err: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
     tracing::error!("handler panicked");
     problem_response(StatusCode::INTERNAL_SERVER_ERROR, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        files: Vec<Rule>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Rule {
+        priority: u8,
+    }
+
+    fn pointer_of(json: &str) -> String {
+        match parse_json::<Body>(json.as_bytes()) {
+            Err(ApiError::Invalid(params)) => params[0].pointer.clone(),
+            other => panic!("expected invalid params, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_errors_are_located_by_pointer() {
+        assert_eq!(
+            pointer_of(r#"{"files":[{"priority":1},{"priority":300}]}"#),
+            "/files/1/priority"
+        );
+        assert_eq!(pointer_of(r#"{"files":[{}]}"#), "/files/0");
+        assert_eq!(pointer_of(r#"{"files":[], "extra": 1}"#), "/extra");
+        assert_eq!(pointer_of("{"), "");
+        assert!(parse_json::<Body>(br#"{"files":[{"priority":1}]}"#).is_ok());
+        assert!(matches!(
+            parse_json::<Body>(br#"{"files":[]} trailing"#),
+            Err(ApiError::Invalid(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn problems_carry_status_type_and_invalid_params() {
+        let response = ApiError::invalid("/tags/0", "too long").into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            PROBLEM_CONTENT_TYPE
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let problem: Problem = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem.status, 400);
+        assert_eq!(problem.type_uri, INVALID_PARAMS_TYPE);
+        assert_eq!(problem.invalid_params[0].pointer, "/tags/0");
+
+        let response = ApiError::Internal("secret detail".to_owned()).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("secret detail"));
+
+        let response = ApiError::Unavailable("engine down".to_owned()).into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(
+            ApiError::Conflict(String::new()).into_response().status(),
+            StatusCode::CONFLICT
+        );
+    }
 }

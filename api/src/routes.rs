@@ -23,10 +23,10 @@ use tracing::Level;
 
 use crate::health::{HealthInputs, health_full};
 use crate::problem::{panic_to_problem, problem_for_bare_errors};
-use crate::{AppState, keys_routes};
+use crate::{AppState, keys_routes, torrents_routes};
 
-/// Largest request body accepted anywhere (torrent uploads will get their
-/// own, larger, streamed limit).
+/// Largest request body a route reads unless it says otherwise (torrent
+/// uploads raise it to [`torrents_routes::MAX_ADD_BODY_BYTES`]).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest a request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,7 +44,27 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/keys/{id}/rotate",
             axum::routing::post(keys_routes::rotate),
         )
+        .route(
+            "/v1/torrents",
+            get(torrents_routes::list)
+                .post(torrents_routes::add)
+                .layer(torrents_routes::add_body_limit()),
+        )
+        .route(
+            "/v1/torrents/{id}",
+            get(torrents_routes::detail).patch(torrents_routes::patch),
+        )
+        .route(
+            "/v1/torrents/{id}/select",
+            axum::routing::post(torrents_routes::select),
+        )
+        .route(
+            "/v1/torrents/{id}/action",
+            axum::routing::post(torrents_routes::action),
+        )
         .route("/v1/events", get(crate::sse::events))
+        .route("/docs", get(docs_page))
+        .route("/docs/openapi.json", get(docs_json))
         .route("/metrics", get(crate::metrics::render));
     #[cfg(feature = "test-probes")]
     let router = router
@@ -63,7 +83,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             Arc::clone(&state),
             crate::auth::require_key,
         ))
-        .route_layer(axum::middleware::from_fn_with_state(
+        // Outside auth, and on the fallback too: 401s, 429s and unknown
+        // paths are counted (the latter as `route="unmatched"`).
+        .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             crate::metrics::track,
         ))
@@ -74,19 +96,69 @@ pub fn router(state: Arc<AppState>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Hard cap for every route, whatever it reads.
+        .layer(RequestBodyLimitLayer::new(
+            torrents_routes::MAX_ADD_BODY_BYTES,
+        ))
         .layer(ConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
         // A 503 from /health/full is an answer, not a server failure.
         .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
 }
 
-async fn liveness() -> Json<Liveness> {
+/// The OpenAPI document and its HTML rendering, built once.
+static DOCS: std::sync::LazyLock<(String, String)> =
+    std::sync::LazyLock::new(|| (crate::openapi::json(), crate::openapi::html()));
+
+async fn docs_json() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        DOCS.0.clone(),
+    )
+        .into_response()
+}
+
+async fn docs_page() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        DOCS.1.clone(),
+    )
+        .into_response()
+}
+
+/// `GET /health`.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    operation_id = "liveness",
+    summary = "Liveness: the API process answers",
+    description = "Needs no key. Says nothing about the engine or FsOps; use `/health/full` for readiness.",
+    security(()),
+    responses((status = 200, description = "Alive", body = Liveness, example = json!({"status": "alive"})))
+)]
+pub async fn liveness() -> Json<Liveness> {
     Json(Liveness {
         status: "alive".to_owned(),
     })
 }
 
-async fn readiness(State(state): State<Arc<AppState>>) -> Response {
+/// `GET /health/full`.
+#[utoipa::path(
+    get,
+    path = "/health/full",
+    tag = "operations",
+    operation_id = "readiness",
+    summary = "Readiness of every component",
+    description = "Engine, FsOps, API and config readiness, degraded reasons, restart counts, config revision and watcher latency, sandbox reports, store status, event-log head and build revision. 503 with the same document while anything is degraded. Needs no key from loopback (container health checks); from elsewhere it needs a key.",
+    security((), ("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Everything ready", body = HealthFull),
+        (status = 503, description = "Degraded; `degraded` names the components", body = HealthFull),
+        (status = 401, description = "Not from loopback and no valid key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn readiness(State(state): State<Arc<AppState>>) -> Response {
     let body = current_health(&state);
     let status = match body.status {
         HealthStatus::Ok => StatusCode::OK,
@@ -101,12 +173,15 @@ pub fn current_health(state: &AppState) -> HealthFull {
     let snapshot = state.supervision.borrow().clone();
     let engine = state.engine.status();
     let fsops = state.fsops.status();
+    let store = crate::health::store_health(&state.store, &state.events);
     health_full(&HealthInputs {
         snapshot: snapshot.as_ref(),
         engine: &engine,
         fsops: &fsops,
         api_sandbox: &state.sandbox,
         api_config_revision: state.config_revision(),
+        store: &store,
+        event_log_head: state.events.head_id(),
         now: Instant::now(),
     })
 }

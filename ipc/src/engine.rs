@@ -99,6 +99,9 @@ pub struct AddTorrent {
     pub file_priorities: Vec<u8>,
     /// Peers to connect to at once (local peers, tests).
     pub peers: Vec<SocketAddr>,
+    /// Sub-directory of the downloads dir to save into: relative, normal
+    /// components only (the engine refuses anything else).
+    pub save_subdir: Option<String>,
 }
 
 /// A rate limit in bytes per second; `None` = unlimited.
@@ -247,14 +250,39 @@ pub struct FileDetail {
     pub path: String,
     pub size: u64,
     pub priority: u8,
+    /// Bytes downloaded (piece granularity).
+    pub done: u64,
+}
+
+/// What the engine last heard from one tracker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrackerStatus {
+    NotContacted,
+    Announcing,
+    Working,
+    Error,
+}
+
+/// One tracker of a torrent and its last announce outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackerDetail {
+    pub url: String,
+    pub status: TrackerStatus,
+    /// Last error text, while `status` is `Error`.
+    pub message: Option<String>,
+    /// Peers in the last successful reply.
+    pub peers: Option<u32>,
 }
 
 /// Everything known about one torrent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TorrentDetail {
     pub summary: TorrentSummary,
+    /// Files without padding; `index` is the libtorrent file index.
     pub files: Vec<FileDetail>,
-    pub trackers: Vec<String>,
+    /// File count including padding files: the length `SelectFiles` wants.
+    pub total_files: u32,
+    pub trackers: Vec<TrackerDetail>,
     pub piece_length: u32,
     pub private: bool,
     pub download_limit: Rate,

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::BootSecret;
 
 /// Version of this protocol. Both ends of every channel must agree exactly.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Which process is speaking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -266,6 +266,9 @@ pub enum WorkerRequest {
     Probe(Probe),
     /// Engine commands (answered only by the engine).
     Engine(crate::engine::EngineRequest),
+    /// The worker's own Prometheus registry, answered by
+    /// [`WorkerResponse::Metrics`].
+    Metrics,
 }
 
 /// Sandbox probes: try something the sandbox must refuse.
@@ -290,6 +293,46 @@ pub enum WorkerResponse {
     Engine(crate::engine::EngineResponse),
     /// Pushed on a subscribed engine connection.
     Event(crate::engine::EngineEvent),
+    /// Answer to [`WorkerRequest::Metrics`]: Prometheus text exposition
+    /// (format 0.0.4) whose metric names all start with the worker's prefix
+    /// ([`metrics_prefix`]), at most [`MAX_METRICS_BYTES`] long (see
+    /// [`bound_metrics_text`]).
+    Metrics(String),
+}
+
+/// Largest metrics text a worker sends in [`WorkerResponse::Metrics`].
+pub const MAX_METRICS_BYTES: usize = 4 * 1024 * 1024;
+
+/// The prefix every metric name a worker exposes must carry, so worker
+/// families never collide with the API's or each other's.
+#[must_use]
+pub fn metrics_prefix(role: Role) -> &'static str {
+    match role {
+        Role::Supervisor => "revaer_supervisor_",
+        Role::Api => "revaer_api_",
+        Role::Engine => "revaer_engine_",
+        Role::Fsops => "revaer_fsops_",
+    }
+}
+
+/// Cuts exposition text to at most [`MAX_METRICS_BYTES`], at the end of a
+/// whole line, so an oversized registry still yields parseable text.
+#[must_use]
+pub fn bound_metrics_text(text: String) -> String {
+    bound_lines(text, MAX_METRICS_BYTES)
+}
+
+fn bound_lines(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    // `\n` is ASCII, so the byte after it is always a char boundary.
+    let keep = text.as_bytes()[..max]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |newline| newline + 1);
+    text.truncate(keep);
+    text
 }
 
 /// Answer to [`WorkerRequest::Ping`].
@@ -322,4 +365,73 @@ pub enum ErrorKind {
     Unsupported,
     Invalid,
     Internal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode, encode};
+
+    #[test]
+    fn metrics_request_and_response_round_trip_in_envelopes() {
+        let request = Envelope {
+            request_id: 7,
+            traceparent: None,
+            body: WorkerRequest::Metrics,
+        };
+        let decoded: Envelope<WorkerRequest> = decode(&encode(&request).unwrap()).unwrap();
+        assert_eq!(decoded, request);
+
+        let text = "# HELP revaer_engine_x An x.\n# TYPE revaer_engine_x gauge\nrevaer_engine_x{state=\"a\\\"b\"} 3\n";
+        let response = Envelope {
+            request_id: 7,
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
+            body: WorkerResponse::Metrics(text.to_owned()),
+        };
+        let decoded: Envelope<WorkerResponse> = decode(&encode(&response).unwrap()).unwrap();
+        assert_eq!(decoded, response);
+        assert_ne!(
+            decode::<WorkerResponse>(&encode(&WorkerResponse::Metrics(String::new())).unwrap())
+                .unwrap(),
+            WorkerResponse::Metrics("x".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_largest_allowed_metrics_text_fits_in_a_frame() {
+        let text = "a".repeat(MAX_METRICS_BYTES);
+        let bytes = encode(&WorkerResponse::Metrics(text)).unwrap();
+        assert!(bytes.len() <= crate::frame::MAX_FRAME_BYTES);
+    }
+
+    #[test]
+    fn oversized_metrics_text_is_cut_at_a_line_end() {
+        assert_eq!(bound_lines("ab\ncd\n".to_owned(), 6), "ab\ncd\n");
+        assert_eq!(bound_lines("ab\ncd\nef\n".to_owned(), 7), "ab\ncd\n");
+        assert_eq!(bound_lines("ab\ncd\nef\n".to_owned(), 5), "ab\n");
+        assert_eq!(bound_lines("abcdef".to_owned(), 3), "");
+        // Never splits a multi-byte character.
+        assert_eq!(bound_lines("é\néé\n".to_owned(), 5), "é\n");
+        let small = "x 1\n".to_owned();
+        assert_eq!(bound_metrics_text(small.clone()), small);
+        let big = "revaer_engine_x 1\n".repeat(MAX_METRICS_BYTES / 10);
+        let bounded = bound_metrics_text(big);
+        assert!(bounded.len() <= MAX_METRICS_BYTES);
+        assert!(bounded.ends_with('\n'));
+    }
+
+    #[test]
+    fn worker_prefixes_are_distinct() {
+        let mut all: Vec<_> = [Role::Supervisor, Role::Api, Role::Engine, Role::Fsops]
+            .into_iter()
+            .map(metrics_prefix)
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 4);
+        assert!(
+            all.iter()
+                .all(|p| p.starts_with("revaer_") && p.ends_with('_'))
+        );
+    }
 }

@@ -62,7 +62,21 @@ pub struct HealthFull {
     /// Keyed by worker name: `api`, `engine`, `fsops`.
     pub workers: BTreeMap<String, WorkerHealth>,
     pub config: ConfigHealth,
+    /// The API's SQLite store; when it fails, `api` is degraded.
+    pub store: StoreHealth,
+    /// Id of the newest event in the durable event log (`None` while it
+    /// is empty): where a `GET /v1/events` client resuming now would be.
+    pub event_log_head: Option<u64>,
     pub build: BuildInfo,
+}
+
+/// The API's durable store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoreHealth {
+    /// The database answers and the last event-log write succeeded.
+    pub ok: bool,
+    /// What failed, while something does.
+    pub error: Option<String>,
 }
 
 /// One worker process.

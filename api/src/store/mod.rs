@@ -8,6 +8,7 @@
 //! opening a newer one is refused rather than misread. `synchronous = FULL`:
 //! whatever the API acknowledges survives a power cut.
 
+pub mod catalog;
 pub mod keys;
 
 use std::path::Path;

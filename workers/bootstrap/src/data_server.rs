@@ -5,6 +5,9 @@
 //! the authenticated handshake before a single request is read. Requests get
 //! exactly one response each. The control loop applies config pushes, stops
 //! the worker on `Shutdown`, and exits it when the supervisor disappears.
+//! `Metrics` requests are answered from [`Service::metrics`], with every
+//! line outside the worker's metric prefix dropped and the text bounded
+//! (`revaer_ipc::MAX_METRICS_BYTES`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +25,7 @@ use revaer_ipc::transport::{Listener, Stream, check_peer_uid};
 use revaer_ipc::{
     BootSecret, Connection, Envelope, ErrorKind, IpcError, PROTOCOL_VERSION, Pong, RemoteError,
     Role, SupervisorToWorker, WorkerReady, WorkerRequest, WorkerResponse, WorkerToSupervisor,
+    bound_metrics_text, metrics_prefix,
 };
 
 use crate::{BootstrapError, Bootstrapped};
@@ -40,6 +44,12 @@ pub trait Service: Send + Sync + 'static {
 
     /// Persists state before an orderly exit.
     fn shutdown(&self) -> impl Future<Output = ()> + Send;
+
+    /// This worker's own metrics as Prometheus text exposition (format
+    /// 0.0.4). Every metric name must start with the role's prefix
+    /// (`revaer_engine_`, `revaer_fsops_`); anything else is dropped before
+    /// it is sent. Empty when the worker has none.
+    fn metrics(&self) -> String;
 }
 
 /// What a new subscriber receives: the full state now, events that happened
@@ -70,6 +80,10 @@ impl Service for NoService {
     async fn apply_config(&self, _config: &Config) {}
 
     async fn shutdown(&self) {}
+
+    fn metrics(&self) -> String {
+        String::new()
+    }
 }
 
 /// Handshake deadline for data-channel clients.
@@ -156,6 +170,27 @@ pub async fn serve<S: Service>(
     Ok(stop)
 }
 
+/// Serves `service` on `socket` without a supervisor: no control channel,
+/// no sandbox. For in-process harnesses (the API's route tests drive a
+/// scripted engine through the real socket, handshake and codec).
+pub fn spawn_data_server<S: Service>(
+    socket: &std::path::Path,
+    role: Role,
+    secret: BootSecret,
+    service: Arc<S>,
+) -> Result<tokio::task::JoinHandle<()>, BootstrapError> {
+    let listener = Listener::bind(socket)?;
+    let shared = Arc::new(Shared {
+        role,
+        secret,
+        build_id: revaer_ipc::build_info::build_id(),
+        started: std::time::Instant::now(),
+        config_revision: AtomicU64::new(0),
+        uid: nix::unistd::geteuid().as_raw(),
+    });
+    Ok(tokio::spawn(accept_loop(listener, shared, service)))
+}
+
 /// Sends the `Ready` frame that completes the control handshake.
 pub async fn send_ready<W>(
     control_tx: &mut ConnectionWriter<W>,
@@ -234,6 +269,9 @@ async fn serve_connection<S: Service>(
                 None => WorkerResponse::Engine(NoService.handle(EngineRequest::Subscribe).await),
             },
             WorkerRequest::Engine(command) => WorkerResponse::Engine(service.handle(command).await),
+            WorkerRequest::Metrics => {
+                WorkerResponse::Metrics(own_metrics(shared.role, &service.metrics()))
+            }
             other => answer(&other, shared),
         };
         conn.send(&Envelope {
@@ -293,11 +331,42 @@ async fn stream_events<S: Service>(
     }
 }
 
+/// Keeps only the lines of `text` that belong to `role`'s metric families
+/// (samples, `# HELP` and `# TYPE` of names with the role's prefix), so a
+/// worker can never publish a family the API or another worker owns, then
+/// bounds the result.
+#[must_use]
+pub fn own_metrics(role: Role, text: &str) -> String {
+    let prefix = metrics_prefix(role);
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let name = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+            .unwrap_or(line);
+        if name.starts_with(prefix) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let len = out.len();
+    let bounded = bound_metrics_text(out);
+    if bounded.len() < len {
+        tracing::warn!(
+            worker = role.as_str(),
+            len,
+            kept = bounded.len(),
+            "metrics text cut to the IPC bound"
+        );
+    }
+    bounded
+}
+
 fn answer(request: &WorkerRequest, shared: &Shared) -> WorkerResponse {
     match request {
-        WorkerRequest::Engine(_) => WorkerResponse::Error(RemoteError {
+        WorkerRequest::Engine(_) | WorkerRequest::Metrics => WorkerResponse::Error(RemoteError {
             kind: ErrorKind::Invalid,
-            message: "engine commands are routed before this point".to_owned(),
+            message: "engine and metrics requests are routed before this point".to_owned(),
         }),
         WorkerRequest::Ping => WorkerResponse::Pong(Box::new(Pong {
             role: shared.role,
@@ -321,4 +390,48 @@ fn run_probe(_probe: &revaer_ipc::Probe) -> WorkerResponse {
         kind: ErrorKind::Unsupported,
         message: "sandbox probes are compiled only into test builds".to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_service_has_no_metrics() {
+        assert_eq!(NoService.metrics(), "");
+        assert_eq!(own_metrics(Role::Fsops, &NoService.metrics()), "");
+    }
+
+    #[test]
+    fn only_the_roles_own_families_pass() {
+        let text = "# HELP revaer_engine_torrents Torrents.\n\
+                    # TYPE revaer_engine_torrents gauge\n\
+                    revaer_engine_torrents{state=\"seeding\"} 2\n\
+                    \n\
+                    # HELP revaer_worker_up Spoofed.\n\
+                    # TYPE revaer_worker_up gauge\n\
+                    revaer_worker_up{worker=\"engine\"} 1\n\
+                    # a free comment\n\
+                    revaer_fsops_steps_total 3\n";
+        assert_eq!(
+            own_metrics(Role::Engine, text),
+            "# HELP revaer_engine_torrents Torrents.\n\
+             # TYPE revaer_engine_torrents gauge\n\
+             revaer_engine_torrents{state=\"seeding\"} 2\n"
+        );
+        assert_eq!(
+            own_metrics(Role::Fsops, text),
+            "revaer_fsops_steps_total 3\n"
+        );
+    }
+
+    #[test]
+    fn oversized_metrics_are_bounded() {
+        let line = "revaer_engine_x 1\n";
+        let text = line.repeat(revaer_ipc::MAX_METRICS_BYTES / line.len() + 10);
+        let out = own_metrics(Role::Engine, &text);
+        assert!(out.len() <= revaer_ipc::MAX_METRICS_BYTES);
+        assert!(out.ends_with('\n'));
+        assert!(out.len() > revaer_ipc::MAX_METRICS_BYTES - line.len());
+    }
 }

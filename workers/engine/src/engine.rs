@@ -19,7 +19,7 @@
 //! and those are found again by libtorrent's own piece check of partial data.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use revaer_config::{Config, EngineConfig};
 use revaer_ipc::engine::{
     AddTorrent, EngineError, EngineErrorKind, EngineEvent, EngineRequest, EngineResponse,
     FileDetail, MAX_MAGNET_BYTES, MAX_TORRENT_FILE_BYTES, Rate, SessionInfo, TorrentDetail,
-    TorrentId, TorrentSource, TorrentState, TorrentSummary,
+    TorrentId, TorrentSource, TorrentState, TorrentSummary, TrackerDetail, TrackerStatus,
 };
 use revaer_worker_bootstrap::data_server::Subscription;
 use tokio::sync::{Notify, broadcast, mpsc};
@@ -52,6 +52,8 @@ struct Tracked {
     last_progress_event: Option<Instant>,
     /// Bytes done when resume data was last requested.
     saved_done: u64,
+    /// Last announce outcome per tracker URL (from tracker alerts).
+    trackers: BTreeMap<String, TrackerDetail>,
 }
 
 /// The engine: shared by the data-channel server and the background tasks.
@@ -71,6 +73,8 @@ pub struct Engine {
     /// Reports from start-up (quarantined state), delivered to the first
     /// subscriber: at start-up nobody is listening yet.
     startup_reports: Mutex<Vec<EngineEvent>>,
+    /// Counters for `/metrics` (see [`crate::metrics`]).
+    pub(crate) metrics: crate::metrics::EngineMetrics,
 }
 
 fn to_lt(id: TorrentId) -> lt::TorrentId {
@@ -107,6 +111,28 @@ fn rate_to_lt(rate: Rate) -> Option<i32> {
 
 fn rate_from_lt(limit: i32) -> Rate {
     u64::try_from(limit).ok().filter(|&l| l > 0)
+}
+
+/// Longest save sub-directory, in bytes.
+const MAX_SAVE_SUBDIR_BYTES: usize = 1024;
+
+/// Checks a save sub-directory: relative, plain names only, so it can never
+/// leave the downloads dir.
+fn save_subdir(text: &str) -> Result<&Path, String> {
+    if text.is_empty() || text.len() > MAX_SAVE_SUBDIR_BYTES || text.contains('\0') {
+        return Err(format!(
+            "save path must be 1 to {MAX_SAVE_SUBDIR_BYTES} bytes without NUL"
+        ));
+    }
+    let path = Path::new(text);
+    if path
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        Ok(path)
+    } else {
+        Err("save path must be relative and must not contain `..` or `.`".to_owned())
+    }
 }
 
 fn non_negative(v: i64) -> u64 {
@@ -201,6 +227,7 @@ impl Engine {
             saved: Notify::new(),
             stopping: Arc::new(AtomicBool::new(false)),
             startup_reports: Mutex::new(Vec::new()),
+            metrics: crate::metrics::EngineMetrics::new(),
         });
         engine.restore();
         let (alert_tx, alert_rx) = mpsc::channel(256);
@@ -316,9 +343,37 @@ impl Engine {
                 summary: summary.clone(),
                 last_progress_event: None,
                 saved_done: summary.total_done,
+                trackers: BTreeMap::new(),
             },
         );
         Some(summary)
+    }
+
+    /// Records the outcome of an announce for [`Self::detail`].
+    fn note_tracker(
+        &self,
+        id: TorrentId,
+        url: String,
+        status: TrackerStatus,
+        message: Option<String>,
+        peers: Option<u32>,
+    ) {
+        if let Some(tracked) = self.torrents().get_mut(&id) {
+            let entry = tracked
+                .trackers
+                .entry(url.clone())
+                .or_insert_with(|| TrackerDetail {
+                    url,
+                    status,
+                    message: None,
+                    peers: None,
+                });
+            entry.status = status;
+            entry.message = message;
+            if peers.is_some() {
+                entry.peers = peers;
+            }
+        }
     }
 
     /// Asks libtorrent for resume data now (answered by an alert).
@@ -397,8 +452,39 @@ impl Engine {
     async fn alert_task(self: Arc<Self>, mut alerts: mpsc::Receiver<Vec<lt::Alert>>) {
         while let Some(batch) = alerts.recv().await {
             for alert in batch {
+                self.metrics.alert(&alert);
                 self.on_alert(alert).await;
             }
+        }
+    }
+
+    /// Tracker announce outcomes: kept for `Detail`, errors also emitted.
+    fn on_tracker_alert(&self, alert: lt::Alert) {
+        match alert {
+            lt::Alert::TrackerAnnounce { id, url } => {
+                self.note_tracker(to_ipc(id), url, TrackerStatus::Announcing, None, None);
+            }
+            lt::Alert::TrackerReply { id, url, num_peers } => {
+                let peers = u32::try_from(num_peers).ok();
+                self.note_tracker(to_ipc(id), url, TrackerStatus::Working, None, peers);
+            }
+            lt::Alert::TrackerError {
+                id, url, message, ..
+            } => {
+                self.note_tracker(
+                    to_ipc(id),
+                    url.clone(),
+                    TrackerStatus::Error,
+                    Some(message.clone()),
+                    None,
+                );
+                self.emit(EngineEvent::TrackerError {
+                    id: to_ipc(id),
+                    url,
+                    message,
+                });
+            }
+            _ => {}
         }
     }
 
@@ -446,15 +532,9 @@ impl Engine {
                     message: format!("{file}: {error}"),
                 });
             }
-            lt::Alert::TrackerError {
-                id, url, message, ..
-            } => {
-                self.emit(EngineEvent::TrackerError {
-                    id: to_ipc(id),
-                    url,
-                    message,
-                });
-            }
+            alert @ (lt::Alert::TrackerAnnounce { .. }
+            | lt::Alert::TrackerReply { .. }
+            | lt::Alert::TrackerError { .. }) => self.on_tracker_alert(alert),
             lt::Alert::SaveResumeData { id, data } => {
                 let id = to_ipc(id);
                 if self.torrents().contains_key(&id) {
@@ -464,6 +544,7 @@ impl Engine {
                         store.save(&key, StateKind::Resume, &data)
                     })
                     .await;
+                    self.metrics.resume_write(matches!(written, Ok(Ok(()))));
                     match written {
                         Ok(Ok(())) => tracing::debug!(id = %id, "resume data saved"),
                         Ok(Err(e)) => {
@@ -516,6 +597,8 @@ impl Engine {
                 return;
             }
             self.session.post_torrent_updates();
+            // For the session counters in `/metrics` (a small copy).
+            self.session.post_session_stats();
             let flush_every = Duration::from_secs(self.flush_every_secs.load(Ordering::Acquire));
             if last_flush.elapsed() >= flush_every {
                 last_flush = Instant::now();
@@ -549,6 +632,11 @@ impl Engine {
         if add.file_priorities.iter().any(|&p| p > 7) {
             return error(EngineErrorKind::Invalid, "file priorities are 0 to 7");
         }
+        let save_path = match add.save_subdir.as_deref().map(save_subdir) {
+            None => self.downloads.clone(),
+            Some(Ok(sub)) => self.downloads.join(sub),
+            Some(Err(message)) => return error(EngineErrorKind::Invalid, message),
+        };
         let (id, source, kind, bytes) = match add.source {
             TorrentSource::TorrentFile(bytes) => {
                 if bytes.len() > MAX_TORRENT_FILE_BYTES {
@@ -617,7 +705,7 @@ impl Engine {
                 format!("cannot persist the torrent: {e}"),
             );
         }
-        let mut params = lt::AddTorrentParams::new(source, &self.downloads);
+        let mut params = lt::AddTorrentParams::new(source, &save_path);
         params.paused = add.paused;
         params.auto_managed = false;
         params.sequential = add.sequential;
@@ -691,6 +779,7 @@ impl Engine {
         };
         let info = self.session.torrent_info(&lid).ok().flatten();
         let priorities = self.session.file_priorities(&lid).unwrap_or_default();
+        let progress = self.session.file_progress(&lid).unwrap_or_default();
         let (download, upload) = self.session.torrent_limits(&lid).unwrap_or((0, 0));
         let files = info
             .as_ref()
@@ -698,14 +787,36 @@ impl Engine {
                 i.files
                     .iter()
                     .filter(|f| !f.pad)
-                    .map(|f| FileDetail {
-                        index: f.index,
-                        path: f.path.clone(),
-                        size: non_negative(f.size),
-                        priority: priorities
-                            .get(usize::try_from(f.index).unwrap_or(usize::MAX))
-                            .copied()
-                            .unwrap_or(4),
+                    .map(|f| {
+                        let slot = usize::try_from(f.index).unwrap_or(usize::MAX);
+                        FileDetail {
+                            index: f.index,
+                            path: f.path.clone(),
+                            size: non_negative(f.size),
+                            priority: priorities.get(slot).copied().unwrap_or(4),
+                            done: progress.get(slot).copied().map_or(0, non_negative),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let known = self
+            .torrents()
+            .get(&id)
+            .map(|t| t.trackers.clone())
+            .unwrap_or_default();
+        let trackers = info
+            .as_ref()
+            .map(|i| {
+                i.trackers
+                    .iter()
+                    .map(|url| {
+                        known.get(url).cloned().unwrap_or_else(|| TrackerDetail {
+                            url: url.clone(),
+                            status: TrackerStatus::NotContacted,
+                            message: None,
+                            peers: None,
+                        })
                     })
                     .collect()
             })
@@ -713,10 +824,10 @@ impl Engine {
         EngineResponse::Detail(Box::new(TorrentDetail {
             summary: summarize(&status),
             files,
-            trackers: info
+            total_files: info
                 .as_ref()
-                .map(|i| i.trackers.clone())
-                .unwrap_or_default(),
+                .map_or(0, |i| u32::try_from(i.files.len()).unwrap_or(u32::MAX)),
+            trackers,
             piece_length: info
                 .as_ref()
                 .and_then(|i| u32::try_from(i.piece_length).ok())
@@ -960,5 +1071,20 @@ fn spawn_alert_pump(
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the alert pump");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_subdir_accepts_plain_relative_paths_only() {
+        assert_eq!(save_subdir("tv/show").unwrap(), Path::new("tv/show"));
+        assert_eq!(save_subdir("a").unwrap(), Path::new("a"));
+        for bad in ["", "/etc", "../x", "a/../../b", "./a", "a\0b"] {
+            assert!(save_subdir(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(save_subdir(&"a".repeat(MAX_SAVE_SUBDIR_BYTES + 1)).is_err());
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! - [`engine`]: the libtorrent session, commands, events, resume policy.
 //! - [`store`]: atomic, quarantining persistence of .torrent and resume data.
+//! - [`metrics`]: the engine's Prometheus registry, fetched by the API.
 
 pub mod engine;
+pub mod metrics;
 pub mod store;
 
 use std::sync::Arc;
@@ -47,5 +49,62 @@ impl Service for EngineService {
 
     async fn shutdown(&self) {
         self.0.shutdown().await;
+    }
+
+    fn metrics(&self) -> String {
+        self.0
+            .metrics
+            .render(self.0.snapshot().into_iter().map(|t| t.state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_running_engine_serves_its_metrics() {
+        let dir =
+            std::env::temp_dir().join(format!("revaer-engine-metrics-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut config = Config::default();
+        config.engine.listen_interfaces = "127.0.0.1:0".to_owned();
+        config.engine.enable_dht = false;
+        config.engine.enable_lsd = false;
+        config.engine.enable_upnp = false;
+        config.engine.enable_natpmp = false;
+        let engine = Engine::start(&config, dir.join("state"), dir.join("downloads")).unwrap();
+        let service = EngineService(Arc::clone(&engine));
+
+        let text = service.metrics();
+        assert!(
+            text.contains("# TYPE revaer_engine_torrents gauge"),
+            "{text}"
+        );
+        assert!(
+            text.contains("revaer_engine_torrents{state=\"seeding\"} 0"),
+            "{text}"
+        );
+        // Everything the engine exposes survives the data server's filter.
+        assert_eq!(
+            revaer_worker_bootstrap::data_server::own_metrics(revaer_ipc::Role::Engine, &text),
+            text
+        );
+
+        // The ticker asks for session stats; their answer reaches the registry.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = service.metrics();
+            if text.contains("revaer_engine_alerts_total{kind=\"session_stats\"}")
+                && text.contains("revaer_engine_peers_connected 0")
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no session stats: {text}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        engine.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -760,6 +760,22 @@ rust::Vec<std::uint8_t> BridgeSession::file_priorities(FfiId const &id) const {
   });
 }
 
+rust::Vec<std::int64_t> BridgeSession::file_progress(FfiId const &id) const {
+  return guarded("file_progress", [&] {
+    lt::torrent_handle const h = find(*impl_->ses, id);
+    // Piece granularity is enough for a progress bar and far cheaper than
+    // the per-block count.
+    std::vector<std::int64_t> const bytes =
+        h.file_progress(lt::torrent_handle::piece_granularity);
+    rust::Vec<std::int64_t> out;
+    out.reserve(bytes.size());
+    for (std::int64_t const b : bytes) {
+      out.push_back(b);
+    }
+    return out;
+  });
+}
+
 FfiStatus BridgeSession::status(FfiId const &id) const {
   return guarded("status", [&] {
     lt::torrent_handle const h = find(*impl_->ses, id);

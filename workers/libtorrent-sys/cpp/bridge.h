@@ -61,6 +61,7 @@ public:
   void set_file_priorities(FfiId const &id,
                            rust::Slice<std::uint8_t const> priorities) const;
   rust::Vec<std::uint8_t> file_priorities(FfiId const &id) const;
+  rust::Vec<std::int64_t> file_progress(FfiId const &id) const;
   FfiStatus status(FfiId const &id) const;
   FfiTorrentInfo torrent_info(FfiId const &id) const;
   rust::Vec<FfiId> torrents() const;

@@ -215,6 +215,7 @@ pub(crate) mod bridge {
         fn limits(self: &BridgeSession, id: &FfiId) -> Result<FfiLimits>;
         fn set_file_priorities(self: &BridgeSession, id: &FfiId, priorities: &[u8]) -> Result<()>;
         fn file_priorities(self: &BridgeSession, id: &FfiId) -> Result<Vec<u8>>;
+        fn file_progress(self: &BridgeSession, id: &FfiId) -> Result<Vec<i64>>;
         fn status(self: &BridgeSession, id: &FfiId) -> Result<FfiStatus>;
         fn torrent_info(self: &BridgeSession, id: &FfiId) -> Result<FfiTorrentInfo>;
         fn torrents(self: &BridgeSession) -> Result<Vec<FfiId>>;

@@ -216,6 +216,15 @@ impl Session {
             .map_err(|e| Error::from_cxx(&e, Some(id)))
     }
 
+    /// Bytes downloaded of each file (piece granularity: a file's share of
+    /// a piece counts once the whole piece passed its hash check), indexed
+    /// like [`crate::TorrentInfo::files`]; empty before metadata arrives.
+    pub fn file_progress(&self, id: &TorrentId) -> Result<Vec<i64>, Error> {
+        self.ses()?
+            .file_progress(&id.to_ffi())
+            .map_err(|e| Error::from_cxx(&e, Some(id)))
+    }
+
     pub fn status(&self, id: &TorrentId) -> Result<TorrentStatus, Error> {
         self.ses()?
             .status(&id.to_ffi())

@@ -411,6 +411,17 @@ fn file_priorities_skip_a_file() {
     assert!(st.is_finished && !st.is_seeding, "{st:?}");
     assert_eq!(st.total_wanted, 1024 * 1024 + 200 * 1024);
     fx.assert_copied(dest.path(), &["b.bin"]);
+    let progress = leech.session.file_progress(&id).unwrap();
+    assert_eq!(progress.len(), fx.info.files.len());
+    for (index, file) in fx.info.files.iter().enumerate() {
+        if !file.pad && index != skipped {
+            assert_eq!(progress[index], file.size, "file {} progress", file.path);
+        }
+    }
+    assert!(
+        progress[skipped] < fx.info.files[skipped].size,
+        "the skipped file reads as complete"
+    );
     let b = dest.path().join("prio").join("b.bin");
     if let Ok(bytes) = fs::read(&b) {
         let original = fs::read(fx.content.join("b.bin")).unwrap();

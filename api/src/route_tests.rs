@@ -1,0 +1,619 @@
+//! Route tests: every `/v1/torrents` route driven through the full router
+//! (auth, rate limits, guards, Problem+JSON rewrite) against a scripted
+//! engine on a real socket.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use axum::http::{Method, StatusCode, header};
+use revaer_ipc::engine::{EngineRequest, TorrentId};
+use serde_json::{Value, json};
+
+use crate::test_harness::Harness;
+
+fn magnet(n: u8) -> String {
+    format!("magnet:?xt=urn:btih:{}&dn=item{n}", hex::encode([n; 20]))
+}
+
+fn id_of(n: u8) -> String {
+    hex::encode([n; 20])
+}
+
+fn pointers(body: &Value) -> Vec<String> {
+    body["invalid_params"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no invalid_params in {body}"))
+        .iter()
+        .map(|p| p["pointer"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn add_magnet(h: &Harness, n: u8, extra: &Value) -> String {
+    let mut body = json!({ "magnet": magnet(n) });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    let (status, headers, value) = h.admin(Method::POST, "/v1/torrents", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{value}");
+    let id = value["id"].as_str().unwrap().to_owned();
+    assert_eq!(headers[header::LOCATION], format!("/v1/torrents/{id}"));
+    id
+}
+
+#[tokio::test]
+async fn add_magnet_list_and_detail() {
+    let h = Harness::start().await;
+    let id = add_magnet(
+        &h,
+        1,
+        &json!({"tags": ["tv", "tv", "hd"], "category": "shows", "paused": true}),
+    )
+    .await;
+    assert_eq!(id, id_of(1));
+
+    // Visible at once, labels stored, duplicates refused.
+    let (status, _, detail) = h
+        .admin(Method::GET, &format!("/v1/torrents/{id}"), &Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["tags"], json!(["tv", "hd"]));
+    assert_eq!(detail["category"], "shows");
+    assert_eq!(detail["state"], "paused");
+    assert_eq!(detail["stale"], false);
+    assert_eq!(detail["trackers"][0]["status"], "working");
+    let (status, _, problem) = h
+        .admin(
+            Method::POST,
+            "/v1/torrents",
+            &json!({ "magnet": magnet(1) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["status"], 409);
+
+    let (status, headers, list) = h.admin(Method::GET, "/v1/torrents", &Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.get(header::LINK).is_none());
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"][0]["id"], id);
+    assert_eq!(list["next"], Value::Null);
+
+    // Labels survive a restart of the API: they are in SQLite.
+    let rows = h.state.store.catalog_all().unwrap();
+    assert_eq!(rows[0].tags, vec!["tv".to_owned(), "hd".to_owned()]);
+
+    let (status, _, _) = h
+        .admin(
+            Method::GET,
+            &format!("/v1/torrents/{}", id_of(9)),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, problem) = h.admin(Method::GET, "/v1/torrents/xyz", &Value::Null).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(pointers(&problem), ["/path/id"]);
+}
+
+#[tokio::test]
+async fn torrent_upload_applies_the_initial_selection_before_starting() {
+    let h = Harness::start().await;
+    let (status, _, value) = h
+        .upload(
+            b"d4:infoe-one",
+            Some(&json!({"files": [{"glob": "*.nfo", "priority": 0}], "tags": ["x"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{value}");
+    let id: TorrentId = value["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(h.engine.priorities(id), vec![4, 4, 0]);
+    let requests = h.engine.requests.lock().unwrap().clone();
+    let add = requests
+        .iter()
+        .find_map(|r| match r {
+            EngineRequest::Add(add) => Some(add.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(add.paused, "added paused until the selection is in place");
+    let select_at = requests
+        .iter()
+        .position(|r| matches!(r, EngineRequest::SelectFiles { .. }))
+        .unwrap();
+    let resume_at = requests
+        .iter()
+        .position(|r| matches!(r, EngineRequest::Resume { .. }))
+        .unwrap();
+    assert!(select_at < resume_at);
+
+    // A rule that matches nothing: refused, and the torrent taken back out.
+    let (status, _, problem) = h
+        .upload(
+            b"d4:infoe-two",
+            Some(&json!({"files": [{"glob": "*.iso", "priority": 0}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(pointers(&problem), ["/options/files/0/glob"]);
+    h.wait_for("the refused torrent to leave the listing", |h| {
+        h.state.torrents.len() == 1
+    })
+    .await;
+    assert_eq!(
+        h.engine
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| matches!(
+                r,
+                EngineRequest::Remove {
+                    delete_data: true,
+                    ..
+                }
+            ))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn bad_adds_are_refused_with_pointers() {
+    let h = Harness::start().await;
+    let cases = [
+        (json!({}), vec!["/magnet"]),
+        (json!({"magnet": "http://x"}), vec!["/magnet"]),
+        (json!({"magnet": magnet(1), "colour": 1}), vec!["/colour"]),
+        (
+            json!({"magnet": magnet(1), "paused": "yes"}),
+            vec!["/paused"],
+        ),
+        (
+            json!({"magnet": magnet(1), "tags": ["ok", "", "a,b"], "save_path": "../up"}),
+            vec!["/tags/1", "/tags/2", "/save_path"],
+        ),
+        (
+            json!({"magnet": magnet(1), "files": [{"index": 0, "priority": 1}]}),
+            vec!["/files"],
+        ),
+        (
+            json!({"magnet": magnet(1), "category": "x".repeat(65)}),
+            vec!["/category"],
+        ),
+    ];
+    for (body, expected) in cases {
+        let (status, headers, problem) = h.admin(Method::POST, "/v1/torrents", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {problem}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(pointers(&problem), expected, "{body}");
+    }
+    // The engine's own refusal is located too.
+    let (status, _, problem) = h.upload(b"not bencode", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(pointers(&problem), ["/multipart/torrent"]);
+    let (status, _, problem) = h
+        .upload(b"d4:infoe", Some(&json!({"magnet": magnet(2)})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(pointers(&problem), ["/options/magnet"]);
+    let (status, _, problem) = h.upload(b"d4:infoe", Some(&json!({"paused": 3}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(pointers(&problem), ["/options/paused"]);
+
+    let admin = h.admin_key.clone();
+    let (status, _, _) = h
+        .call(
+            Method::POST,
+            "/v1/torrents",
+            Some(&admin),
+            Some("text/plain"),
+            "magnet",
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let big = vec![b'd'; revaer_ipc::engine::MAX_TORRENT_FILE_BYTES + 1];
+    let (status, _, problem) = h.upload(&big, None).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{problem}");
+    let huge_json = format!("{{\"magnet\": \"{}\"}}", "a".repeat(70_000));
+    let (status, _, _) = h
+        .call(
+            Method::POST,
+            "/v1/torrents",
+            Some(&admin),
+            Some("application/json"),
+            huge_json,
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(h.state.torrents.is_empty(), "nothing was added");
+}
+
+#[tokio::test]
+async fn listing_pages_with_a_keyset_cursor_and_filters() {
+    let h = Harness::start().await;
+    let mut ids = Vec::new();
+    for n in 1..=7_u8 {
+        let tags = if n % 2 == 0 {
+            json!(["even", "all"])
+        } else {
+            json!(["all"])
+        };
+        ids.push(add_magnet(&h, n, &json!({"tags": tags, "paused": n <= 3})).await);
+    }
+    // Pages of 3 in (added_at, id) order, following `next` and Link.
+    let mut seen: Vec<String> = Vec::new();
+    let mut uri = "/v1/torrents?limit=3&tags=all".to_owned();
+    for page in 0..3 {
+        let (status, headers, list) = h.admin(Method::GET, &uri, &Value::Null).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        let items = list["items"].as_array().unwrap();
+        seen.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+        if let Some(next) = list["next"].as_str() {
+            assert!(page < 2);
+            let link = headers[header::LINK].to_str().unwrap();
+            assert!(
+                link.contains(&format!("cursor={next}")) && link.contains("tags=all"),
+                "{link}"
+            );
+            uri = format!("/v1/torrents?limit=3&tags=all&cursor={next}");
+        } else {
+            assert_eq!(page, 2, "ended early");
+            assert!(headers.get(header::LINK).is_none());
+        }
+    }
+    let mut expected = ids.clone();
+    expected.sort_by_key(|id| {
+        let row = h.state.torrents.catalog(&id.parse().unwrap()).unwrap();
+        (row.added_at, id.clone())
+    });
+    assert_eq!(seen, expected, "every torrent exactly once, in order");
+
+    let count = |uri: &'static str| {
+        let h = &h;
+        async move {
+            let (status, _, list) = h.admin(Method::GET, uri, &Value::Null).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {list}");
+            list["items"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(count("/v1/torrents?state=paused").await, 3);
+    assert_eq!(
+        count("/v1/torrents?state=paused,downloading_metadata").await,
+        7
+    );
+    assert_eq!(count("/v1/torrents?tags=even,all").await, 3);
+    assert_eq!(count("/v1/torrents?tags=even&tags=odd").await, 0);
+    assert_eq!(count("/v1/torrents?name=MAGNET%200303").await, 1);
+    assert_eq!(count("/v1/torrents?tracker=example.org").await, 7);
+    assert_eq!(count("/v1/torrents?tracker=other.org").await, 0);
+    assert_eq!(
+        count("/v1/torrents?extension=mkv").await,
+        0,
+        "magnets have no files yet"
+    );
+
+    let (status, _, problem) = h
+        .admin(
+            Method::GET,
+            "/v1/torrents?limit=0&state=bogus&sort=name",
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        pointers(&problem),
+        ["/query/limit", "/query/state", "/query/sort"]
+    );
+}
+
+#[tokio::test]
+async fn select_by_index_and_glob_is_checked_against_the_file_list() {
+    let h = Harness::start().await;
+    let (_, _, value) = h.upload(b"d4:infoe-sel", None).await;
+    let id = value["id"].as_str().unwrap().to_owned();
+    let tid: TorrentId = id.parse().unwrap();
+    let uri = format!("/v1/torrents/{id}/select");
+    let (status, _, body) = h
+        .admin(
+            Method::POST,
+            &uri,
+            &json!({"rules": [{"glob": "show/*.mkv", "priority": 0}, {"index": 1, "priority": 7}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(h.engine.priorities(tid), vec![0, 7, 4]);
+
+    let (status, _, problem) = h
+        .admin(Method::POST, &uri, &json!({"rules": [{"index": 3, "priority": 1}, {"glob": "*.iso", "priority": 1}, {"index": 0, "glob": "x", "priority": 1}]}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(pointers(&problem), ["/rules/2"]);
+    let (status, _, problem) = h
+        .admin(
+            Method::POST,
+            &uri,
+            &json!({"rules": [{"index": 3, "priority": 1}, {"glob": "*.iso", "priority": 1}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(pointers(&problem), ["/rules/0/index", "/rules/1/glob"]);
+    assert_eq!(h.engine.priorities(tid), vec![0, 7, 4], "nothing applied");
+    let (status, _, problem) = h.admin(Method::POST, &uri, &json!({"rules": []})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(pointers(&problem), ["/rules"]);
+    let (status, _, _) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/torrents/{}/select", id_of(8)),
+            &json!({"rules": [{"index": 0, "priority": 1}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A magnet without metadata has no files to select yet.
+    let magnet_id = add_magnet(&h, 5, &json!({})).await;
+    let (status, _, _) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/torrents/{magnet_id}/select"),
+            &json!({"rules": [{"index": 0, "priority": 1}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn actions_reach_the_engine_and_show_in_the_listing() {
+    let h = Harness::start().await;
+    let id = add_magnet(&h, 3, &json!({})).await;
+    let tid: TorrentId = id.parse().unwrap();
+    let uri = format!("/v1/torrents/{id}/action");
+    for action in [
+        json!({"action": "pause"}),
+        json!({"action": "reannounce"}),
+        json!({"action": "recheck"}),
+        json!({"action": "sequential", "enabled": true}),
+        json!({"action": "rate", "download_bps": 5_000_000, "upload_bps": null}),
+    ] {
+        let (status, _, body) = h.admin(Method::POST, &uri, &action).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{action}: {body}");
+    }
+    h.wait_for("the pause to reach the read model", |h| {
+        h.state.torrents.get(&tid).unwrap().torrent.state
+            == revaer_api_models::torrents::TorrentState::Paused
+    })
+    .await;
+    let (_, _, detail) = h
+        .admin(Method::GET, &format!("/v1/torrents/{id}"), &Value::Null)
+        .await;
+    assert_eq!(detail["download_limit_bps"], 5_000_000);
+    assert_eq!(detail["sequential"], true);
+
+    for (bad, pointer) in [
+        (json!({"action": "explode"}), "/action"),
+        (json!({"action": "sequential"}), ""),
+        (
+            json!({"action": "rate", "download_bps": 1_u64 << 40}),
+            "/download_bps",
+        ),
+    ] {
+        let (status, _, problem) = h.admin(Method::POST, &uri, &bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(pointers(&problem), [pointer], "{bad}");
+    }
+    let (status, _, _) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/torrents/{}/action", id_of(8)),
+            &json!({"action": "pause"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, _, _) = h
+        .admin(Method::POST, &uri, &json!({"action": "remove_data"}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    h.wait_for("the removal to reach the read model", |h| {
+        h.state.torrents.is_empty()
+    })
+    .await;
+    assert!(h.state.store.catalog_all().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn patch_replaces_labels() {
+    let h = Harness::start().await;
+    let id = add_magnet(&h, 4, &json!({"tags": ["a"], "category": "c"})).await;
+    let uri = format!("/v1/torrents/{id}");
+    let (status, _, body) = h
+        .admin(Method::PATCH, &uri, &json!({"tags": ["b", "c"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tags"], json!(["b", "c"]));
+    assert_eq!(body["category"], "c");
+    let (_, _, body) = h.admin(Method::PATCH, &uri, &json!({"category": ""})).await;
+    assert_eq!(body["category"], Value::Null);
+    let (_, _, list) = h
+        .admin(Method::GET, "/v1/torrents?tags=c", &Value::Null)
+        .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let (status, _, problem) = h.admin(Method::PATCH, &uri, &json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(pointers(&problem), [""]);
+    let (status, _, problem) = h
+        .admin(Method::PATCH, &uri, &json!({"tags": ["\u{7}"]}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(pointers(&problem), ["/tags/0"]);
+    let (status, _, _) = h
+        .admin(
+            Method::PATCH,
+            &format!("/v1/torrents/{}", id_of(8)),
+            &json!({"tags": []}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn every_torrent_route_needs_a_key_and_writes_need_admin() {
+    let h = Harness::start().await;
+    let id = add_magnet(&h, 6, &json!({})).await;
+    let routes = [
+        (Method::GET, "/v1/torrents".to_owned()),
+        (Method::POST, "/v1/torrents".to_owned()),
+        (Method::GET, format!("/v1/torrents/{id}")),
+        (Method::PATCH, format!("/v1/torrents/{id}")),
+        (Method::POST, format!("/v1/torrents/{id}/select")),
+        (Method::POST, format!("/v1/torrents/{id}/action")),
+    ];
+    let read_key = h.read_key.clone();
+    for (method, uri) in &routes {
+        let (status, headers, problem) = h.call(method.clone(), uri, None, None, "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+        assert_eq!(problem["status"], 401);
+        let (status, _, _) = h
+            .call(method.clone(), uri, Some("rvk_not_a_key"), None, "")
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _, _) = h
+            .call(
+                method.clone(),
+                uri,
+                Some(&read_key),
+                Some("application/json"),
+                "{}",
+            )
+            .await;
+        let expected = if *method == Method::GET {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(status, expected, "read key: {method} {uri}");
+    }
+}
+
+#[tokio::test]
+async fn a_flooding_key_is_throttled_alone() {
+    let h = Harness::start_with(3).await;
+    let admin = h.admin_key.clone();
+    let reader = h.read_key.clone();
+    let mut throttled = None;
+    for _ in 0..10 {
+        let (status, headers, problem) = h
+            .call(Method::GET, "/v1/torrents", Some(&admin), None, "")
+            .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(problem["status"], 429);
+            throttled = Some(headers[header::RETRY_AFTER].to_str().unwrap().to_owned());
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+    }
+    let retry_after: u64 = throttled.expect("never throttled").parse().unwrap();
+    assert!(retry_after >= 1);
+    let (status, _, _) = h
+        .call(Method::GET, "/v1/torrents", Some(&reader), None, "")
+        .await;
+    assert_eq!(status, StatusCode::OK, "another key is unaffected");
+}
+
+#[tokio::test]
+async fn engine_down_reads_are_stale_and_writes_are_503() {
+    let h = Harness::start().await;
+    let id = add_magnet(&h, 7, &json!({"tags": ["keep"]})).await;
+    h.kill_engine();
+    h.wait_for("the read model to notice", |h| h.state.torrents.is_stale())
+        .await;
+    let (status, _, list) = h.admin(Method::GET, "/v1/torrents", &Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["stale"], true);
+    assert_eq!(list["items"][0]["id"], id);
+    let (status, _, detail) = h
+        .admin(Method::GET, &format!("/v1/torrents/{id}"), &Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["stale"], true);
+    assert_eq!(detail["tags"], json!(["keep"]));
+    for (uri, body) in [
+        ("/v1/torrents".to_owned(), json!({"magnet": magnet(8)})),
+        (
+            format!("/v1/torrents/{id}/action"),
+            json!({"action": "pause"}),
+        ),
+    ] {
+        let (status, headers, problem) = h.admin(Method::POST, &uri, &body).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}: {problem}");
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+    }
+    // Labels live in the API: still writable.
+    let (status, _, _) = h
+        .admin(
+            Method::PATCH,
+            &format!("/v1/torrents/{id}"),
+            &json!({"tags": ["new"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn docs_metrics_and_health_routes() {
+    let h = Harness::start().await;
+    let admin = h.admin_key.clone();
+    let (status, _, spec) = h
+        .call(Method::GET, "/docs/openapi.json", Some(&admin), None, "")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    let (status, headers, page) = h.call(Method::GET, "/docs", Some(&admin), None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.as_str().unwrap().contains("/v1/torrents"));
+    for uri in ["/docs", "/docs/openapi.json", "/metrics", "/v1/events"] {
+        let (status, _, _) = h.call(Method::GET, uri, None, None, "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    let (status, headers, text) = h
+        .call(Method::GET, "/metrics", Some(&admin), None, "")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert!(
+        text.as_str().unwrap().contains(
+            "revaer_http_requests_total{method=\"GET\",route=\"/docs\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    let (status, _, live) = h.call(Method::GET, "/health", None, None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(live["status"], "alive");
+    // No supervisor snapshot in the harness: readiness is honestly degraded.
+    let (status, _, full) = h
+        .call(Method::GET, "/health/full", Some(&admin), None, "")
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(full["status"], "degraded");
+    let (status, _, problem) = h
+        .call(Method::DELETE, "/v1/torrents", Some(&admin), None, "")
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(problem["status"], 405);
+    let (status, _, problem) = h
+        .call(Method::GET, "/v2/nothing", Some(&admin), None, "")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(problem["status"], 404);
+}
