@@ -87,6 +87,13 @@ pub async fn require_key(
     if let Err(wait) = state.rate_limits.check(&key) {
         let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         tracing::debug!(key_id = %key.id, retry_after, "rate limited");
+        if state.rate_limits.take_announcement(&key.id) {
+            state
+                .events
+                .append(revaer_api_models::events::Event::RateLimited {
+                    key_id: key.id.clone(),
+                });
+        }
         let mut response = problem_response(
             StatusCode::TOO_MANY_REQUESTS,
             Some(format!(

@@ -81,8 +81,12 @@ pub async fn run(
                         Err(e) => tracing::error!(error = %e, "supervisor pushed an invalid listen address"),
                     }
                     state.rate_limits.set_default(config.api.default_rate_per_minute);
+                    let previous = state.config_revision();
                     state.set_config_revision(revision);
                     tx.send(&WorkerToSupervisor::ConfigApplied { revision }).await?;
+                    if revision != previous {
+                        state.events.append(revaer_api_models::events::Event::ConfigApplied { revision });
+                    }
                 }
                 Some(SupervisorToWorker::BootstrapKeyStored(outcome)) => {
                     match (outcome, pending_bootstrap.take()) {

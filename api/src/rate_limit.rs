@@ -28,8 +28,13 @@ pub struct RateLimits {
     default_per_minute: AtomicU32,
     buckets: Mutex<HashMap<String, Bucket>>,
     throttled: Mutex<HashMap<String, u64>>,
+    /// When each key's throttling was last announced as an event.
+    announced: Mutex<HashMap<String, std::time::Instant>>,
     clock: DefaultClock,
 }
+
+/// At most one `rate_limited` event per key this often.
+pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(60);
 
 impl RateLimits {
     #[must_use]
@@ -38,6 +43,7 @@ impl RateLimits {
             default_per_minute: AtomicU32::new(default_per_minute.max(1)),
             buckets: Mutex::new(HashMap::new()),
             throttled: Mutex::new(HashMap::new()),
+            announced: Mutex::new(HashMap::new()),
             clock: DefaultClock::default(),
         }
     }
@@ -85,6 +91,24 @@ impl RateLimits {
         })
     }
 
+    /// Whether a throttle of `key_id` should be announced now (a
+    /// `rate_limited` event): true at most once per [`ANNOUNCE_EVERY`], so a
+    /// flood cannot flood the event log too.
+    pub fn take_announcement(&self, key_id: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut announced = self
+            .announced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match announced.get(key_id) {
+            Some(at) if now.duration_since(*at) < ANNOUNCE_EVERY => false,
+            _ => {
+                announced.insert(key_id.to_owned(), now);
+                true
+            }
+        }
+    }
+
     /// Throttled requests per key id since start.
     #[must_use]
     pub fn throttled(&self) -> Vec<(String, u64)> {
@@ -101,6 +125,14 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttles_are_announced_once_per_interval_per_key() {
+        let limits = RateLimits::new(1);
+        assert!(limits.take_announcement("a"));
+        assert!(!limits.take_announcement("a"));
+        assert!(limits.take_announcement("b"), "keys are independent");
+    }
     use crate::store::keys::Scope;
 
     fn key(id: &str, rate: Option<u32>) -> KeyInfo {

@@ -521,7 +521,10 @@ impl ReadModel {
         }
     }
 
-    async fn removed(&self, id: TorrentId) {
+    /// Drops a torrent (the engine removed it): catalog row first, then
+    /// the listing. Idempotent; called by the remove action for
+    /// read-your-writes and again when the `Removed` event arrives.
+    pub async fn removed(&self, id: TorrentId) {
         // Durable first: once the listing stops showing it, it is gone.
         let store = Arc::clone(&self.store);
         let key = id.to_string();

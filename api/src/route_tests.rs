@@ -498,6 +498,7 @@ async fn every_torrent_route_needs_a_key_and_writes_need_admin() {
 #[tokio::test]
 async fn a_flooding_key_is_throttled_alone() {
     let h = Harness::start_with(3).await;
+    let mut live = h.state.events.subscribe();
     let admin = h.admin_key.clone();
     let reader = h.read_key.clone();
     let mut throttled = None;
@@ -518,6 +519,18 @@ async fn a_flooding_key_is_throttled_alone() {
         .call(Method::GET, "/v1/torrents", Some(&reader), None, "")
         .await;
     assert_eq!(status, StatusCode::OK, "another key is unaffected");
+    // Announced once as an event, by key id.
+    let announced = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let e = live.recv().await.unwrap();
+            if let revaer_api_models::events::Event::RateLimited { key_id } = &e.event {
+                return key_id.clone();
+            }
+        }
+    })
+    .await
+    .expect("a rate_limited event");
+    assert!(!announced.is_empty() && !h.admin_key.contains(&announced));
 }
 
 #[tokio::test]

@@ -980,7 +980,14 @@ pub async fn action(
             }
         }
     };
+    let removes = matches!(request, EngineRequest::Remove { .. });
     engine_done(&state, request).await?;
+    // Read your writes: the listing reflects the action before we answer.
+    if removes {
+        state.torrents.removed(id).await;
+    } else if let Ok(detail) = engine_detail(&state, id).await {
+        state.torrents.observe(detail);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

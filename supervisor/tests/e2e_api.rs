@@ -7,71 +7,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Seed, Tracker};
+use common::{Daemon, Seed, SseMessage, Tracker, follow_events};
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// One SSE message.
-#[derive(Debug, Clone)]
-struct SseMessage {
-    id: u64,
-    event: String,
-    data: Value,
-}
-
-/// Reads `/v1/events` on a thread until the connection ends.
-fn follow_events(url: &str, key: &str) -> mpsc::Receiver<SseMessage> {
-    let (tx, rx) = mpsc::channel();
-    let client = reqwest::blocking::Client::builder()
-        .timeout(None)
-        .no_proxy()
-        .build()
-        .unwrap();
-    let response = client
-        .get(format!("{url}/v1/events"))
-        .bearer_auth(key)
-        .send()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
-    std::thread::spawn(move || {
-        let (mut id, mut event, mut data) = (None, String::new(), String::new());
-        for line in BufReader::new(response).lines() {
-            let Ok(line) = line else { return };
-            if line.is_empty() {
-                if let (Some(id), Ok(value)) = (id.take(), serde_json::from_str(&data)) {
-                    let message = SseMessage {
-                        id,
-                        event: std::mem::take(&mut event),
-                        data: value,
-                    };
-                    if tx.send(message).is_err() {
-                        return;
-                    }
-                }
-                event.clear();
-                data.clear();
-            } else if let Some(v) = line.strip_prefix("id:") {
-                id = v.trim().parse().ok();
-            } else if let Some(v) = line.strip_prefix("event:") {
-                v.trim().clone_into(&mut event);
-            } else if let Some(v) = line.strip_prefix("data:") {
-                data.push_str(v.trim_start());
-            }
-        }
-    });
-    rx
-}
 
 struct Api<'a> {
     daemon: &'a Daemon,
@@ -185,7 +126,7 @@ fn add_list_detail_select_act_remove_and_see_it_all_on_sse() {
         url: daemon.url().unwrap(),
         key: daemon.admin_key(),
     };
-    let events = follow_events(&api.url, &api.key);
+    let events = follow_events(&api.url, &api.key, "");
 
     // Add the .torrent with labels and the .nfo deselected.
     let (status, location, created) = api.upload(
@@ -226,8 +167,11 @@ fn add_list_detail_select_act_remove_and_see_it_all_on_sse() {
         detail["trackers"][0]["url"],
         tracker.announce_url().as_str()
     );
-    assert_eq!(detail["trackers"][0]["status"], "working");
     assert_eq!(detail["stale"], false);
+    // The completion announce may still be in flight.
+    api.wait(&path, "the tracker to answer", |_, d| {
+        d["trackers"][0]["status"] == "working" && d["trackers"][0]["peers"].is_u64()
+    });
     let on_disk = daemon.data.0.join("downloads/show/e01.mkv");
     assert_eq!(std::fs::read(&on_disk).unwrap(), seed.files[0].1);
 

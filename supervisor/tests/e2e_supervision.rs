@@ -303,6 +303,35 @@ fn invalid_config_edit_degrades_until_fixed_and_fix_reaches_workers() {
     });
     assert_eq!(fixed.config.error, None);
     assert!(fixed.config.watch_latency_ms.is_some());
+
+    // Both transitions and the new revision are on the durable event log.
+    let events = common::follow_events(
+        &daemon.url().unwrap(),
+        &daemon.admin_key(),
+        "?last_event_id=0&kind=health_changed,config_applied",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (mut degraded_config, mut recovered, mut applied) = (false, false, false);
+    while !(degraded_config && recovered && applied) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(m) = events.recv_timeout(left) else {
+            panic!(
+                "missing events: degraded={degraded_config} recovered={recovered} applied={applied}"
+            );
+        };
+        let event = &m.data["event"];
+        match m.event.as_str() {
+            "health_changed" if event["degraded"] == serde_json::json!(["config"]) => {
+                degraded_config = true;
+            }
+            "health_changed" if degraded_config && event["status"] == "ok" => recovered = true,
+            "config_applied" => {
+                assert_eq!(event["revision"], fixed.config.revision);
+                applied = true;
+            }
+            _ => {}
+        }
+    }
 }
 
 #[test]

@@ -607,3 +607,62 @@ fn percent_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+/// One SSE message.
+#[derive(Debug, Clone)]
+pub struct SseMessage {
+    pub id: u64,
+    pub event: String,
+    pub data: serde_json::Value,
+}
+
+/// Reads `/v1/events` on a thread until the connection ends.
+/// `query` is appended to `/v1/events` as is (e.g. `?last_event_id=0`).
+pub fn follow_events(url: &str, key: &str, query: &str) -> std::sync::mpsc::Receiver<SseMessage> {
+    use std::io::{BufRead, BufReader};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("{url}/v1/events{query}"))
+        .bearer_auth(key)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    std::thread::spawn(move || {
+        let (mut id, mut event, mut data) = (None, String::new(), String::new());
+        for line in BufReader::new(response).lines() {
+            let Ok(line) = line else { return };
+            if line.is_empty() {
+                if let (Some(id), Ok(value)) = (id.take(), serde_json::from_str(&data)) {
+                    let message = SseMessage {
+                        id,
+                        event: std::mem::take(&mut event),
+                        data: value,
+                    };
+                    if tx.send(message).is_err() {
+                        return;
+                    }
+                }
+                event.clear();
+                data.clear();
+            } else if let Some(v) = line.strip_prefix("id:") {
+                id = v.trim().parse().ok();
+            } else if let Some(v) = line.strip_prefix("event:") {
+                v.trim().clone_into(&mut event);
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            }
+        }
+    });
+    rx
+}
