@@ -109,12 +109,13 @@ async fn serve(listener: &Listener, secret: &BootSecret) -> Result<(), IpcError>
                     config_revision: 0,
                     sandbox: SandboxReport::default(),
                 })),
-                WorkerRequest::Probe(_) | WorkerRequest::Engine(_) | WorkerRequest::Metrics => {
-                    WorkerResponse::Error(revaer_ipc::RemoteError {
-                        kind: revaer_ipc::ErrorKind::Unsupported,
-                        message: "the bench answers only pings".to_owned(),
-                    })
-                }
+                WorkerRequest::Probe(_)
+                | WorkerRequest::Engine(_)
+                | WorkerRequest::Metrics
+                | WorkerRequest::Fsops(_) => WorkerResponse::Error(revaer_ipc::RemoteError {
+                    kind: revaer_ipc::ErrorKind::Unsupported,
+                    message: "the bench answers only pings".to_owned(),
+                }),
             };
             conn.feed(&Envelope {
                 request_id: req.request_id,

@@ -17,6 +17,7 @@ pub mod control;
 pub mod engine;
 pub mod error;
 pub mod frame;
+pub mod fsops;
 pub mod handshake;
 pub mod protocol;
 pub mod secret;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::BootSecret;
 
 /// Version of this protocol. Both ends of every channel must agree exactly.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Which process is speaking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -269,6 +269,9 @@ pub enum WorkerRequest {
     /// The worker's own Prometheus registry, answered by
     /// [`WorkerResponse::Metrics`].
     Metrics,
+    /// FsOps jobs (answered only by FsOps, with a stream of
+    /// [`WorkerResponse::Fsops`] frames).
+    Fsops(crate::fsops::FsopsRequest),
 }
 
 /// Sandbox probes: try something the sandbox must refuse.
@@ -298,6 +301,8 @@ pub enum WorkerResponse {
     /// ([`metrics_prefix`]), at most [`MAX_METRICS_BYTES`] long (see
     /// [`bound_metrics_text`]).
     Metrics(String),
+    /// Progress of a job started with [`WorkerRequest::Fsops`].
+    Fsops(crate::fsops::FsopsProgress),
 }
 
 /// Largest metrics text a worker sends in [`WorkerResponse::Metrics`].

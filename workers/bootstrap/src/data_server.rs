@@ -45,6 +45,20 @@ pub trait Service: Send + Sync + 'static {
     /// Persists state before an orderly exit.
     fn shutdown(&self) -> impl Future<Output = ()> + Send;
 
+    /// Starts (or attaches to) an FsOps job; its progress arrives on the
+    /// receiver, which closes after `Completed` or `Failed`. `None` when
+    /// this worker runs no jobs (everyone but FsOps). A job keeps running
+    /// when the receiver is dropped (the API went away); the API
+    /// re-dispatches it and must be attached to the running job, not given
+    /// a second one.
+    fn run_fsops(
+        &self,
+        request: revaer_ipc::fsops::FsopsRequest,
+    ) -> Option<tokio::sync::mpsc::Receiver<revaer_ipc::fsops::FsopsProgress>> {
+        let _ = request;
+        None
+    }
+
     /// This worker's own metrics as Prometheus text exposition (format
     /// 0.0.4). Every metric name must start with the role's prefix
     /// (`revaer_engine_`, `revaer_fsops_`); anything else is dropped before
@@ -272,12 +286,46 @@ async fn serve_connection<S: Service>(
             WorkerRequest::Metrics => {
                 WorkerResponse::Metrics(own_metrics(shared.role, &service.metrics()))
             }
+            WorkerRequest::Fsops(job) => match service.run_fsops(job) {
+                Some(progress) => {
+                    return stream_progress(
+                        conn,
+                        request.request_id,
+                        request.traceparent,
+                        progress,
+                    )
+                    .await;
+                }
+                None => WorkerResponse::Error(RemoteError {
+                    kind: ErrorKind::Unsupported,
+                    message: format!("{} runs no FsOps jobs", shared.role.as_str()),
+                }),
+            },
             other => answer(&other, shared),
         };
         conn.send(&Envelope {
             request_id: request.request_id,
             traceparent: request.traceparent,
             body,
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Forwards a job's progress until it ends, then closes the connection
+/// (one job per connection).
+async fn stream_progress(
+    mut conn: Connection<Stream>,
+    request_id: u64,
+    traceparent: Option<String>,
+    mut progress: tokio::sync::mpsc::Receiver<revaer_ipc::fsops::FsopsProgress>,
+) -> Result<(), IpcError> {
+    while let Some(step) = progress.recv().await {
+        conn.send(&Envelope {
+            request_id,
+            traceparent: traceparent.clone(),
+            body: WorkerResponse::Fsops(step),
         })
         .await?;
     }
@@ -364,10 +412,12 @@ pub fn own_metrics(role: Role, text: &str) -> String {
 
 fn answer(request: &WorkerRequest, shared: &Shared) -> WorkerResponse {
     match request {
-        WorkerRequest::Engine(_) | WorkerRequest::Metrics => WorkerResponse::Error(RemoteError {
-            kind: ErrorKind::Invalid,
-            message: "engine and metrics requests are routed before this point".to_owned(),
-        }),
+        WorkerRequest::Engine(_) | WorkerRequest::Metrics | WorkerRequest::Fsops(_) => {
+            WorkerResponse::Error(RemoteError {
+                kind: ErrorKind::Invalid,
+                message: "engine and metrics requests are routed before this point".to_owned(),
+            })
+        }
         WorkerRequest::Ping => WorkerResponse::Pong(Box::new(Pong {
             role: shared.role,
             pid: std::process::id(),

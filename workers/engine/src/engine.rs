@@ -552,6 +552,13 @@ impl Engine {
                         }
                         Err(e) => tracing::error!(id = %id, error = %e, "resume writer failed"),
                     }
+                    // Removed while the write was in flight: do not leave
+                    // its state behind to be restored as a ghost.
+                    if !self.torrents().contains_key(&id) {
+                        let store = self.store.clone();
+                        let key = id.to_string();
+                        let _ = tokio::task::spawn_blocking(move || store.remove(&key)).await;
+                    }
                 }
                 self.mark_saved(id);
             }
