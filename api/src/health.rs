@@ -36,6 +36,8 @@ pub struct HealthInputs<'a> {
     /// See [`store_health`].
     pub store: &'a StoreHealth,
     pub event_log_head: Option<u64>,
+    /// FsOps jobs that failed and await a retry.
+    pub fsops_failed_jobs: u64,
     pub now: Instant,
 }
 
@@ -95,6 +97,17 @@ pub fn health_full(inputs: &HealthInputs<'_>) -> HealthFull {
     };
     if inputs.snapshot.is_some() && config.error.is_some() {
         degraded.push("config".to_owned());
+    }
+    if inputs.fsops_failed_jobs > 0 {
+        degraded.push("fsops".to_owned());
+        if let Some(fsops) = workers.get_mut(Role::Fsops.as_str())
+            && fsops.reason.is_none()
+        {
+            fsops.reason = Some(format!(
+                "{} post-processing job(s) failed; see the torrent's fsops_job and retry with the fsops_retry action",
+                inputs.fsops_failed_jobs
+            ));
+        }
     }
     degraded.sort();
     degraded.dedup();
@@ -290,8 +303,43 @@ mod tests {
             api_config_revision: 1,
             store,
             event_log_head: Some(42),
+            fsops_failed_jobs: 0,
             now,
         })
+    }
+
+    #[test]
+    fn failed_fsops_jobs_degrade_fsops_until_retried() {
+        let now = Instant::now();
+        let snapshot = snapshot(WorkerState::Running, None);
+        let engine = link(10, now);
+        let fsops = link(11, now);
+        let store = StoreHealth {
+            ok: true,
+            error: None,
+        };
+        let sandbox = SandboxReport::default();
+        let inputs = |failed| HealthInputs {
+            snapshot: Some(&snapshot),
+            engine: &engine,
+            fsops: &fsops,
+            api_sandbox: &sandbox,
+            api_config_revision: 1,
+            store: &store,
+            event_log_head: None,
+            fsops_failed_jobs: failed,
+            now,
+        };
+        let ok = health_full(&inputs(0));
+        assert_eq!(ok.status, HealthStatus::Ok, "{ok:?}");
+        let bad = health_full(&inputs(2));
+        assert_eq!(bad.degraded, vec!["fsops".to_owned()]);
+        let reason = bad.workers["fsops"].reason.clone().unwrap();
+        assert!(
+            reason.contains("2 post-processing job(s) failed"),
+            "{reason}"
+        );
+        assert!(bad.workers["fsops"].up, "the worker itself is fine");
     }
 
     #[test]

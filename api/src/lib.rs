@@ -14,6 +14,7 @@ pub mod auth;
 pub mod control;
 pub mod engine_events;
 pub mod event_log;
+pub mod fsops_dispatch;
 pub mod health;
 pub mod health_events;
 pub mod keys_routes;
@@ -54,6 +55,7 @@ pub struct AppParts {
     pub keys: Arc<crate::store::keys::Keys>,
     pub events: Arc<crate::event_log::EventLog>,
     pub torrents: Arc<crate::read_model::ReadModel>,
+    pub fsops_jobs: Arc<crate::fsops_dispatch::FsopsDispatcher>,
     pub default_rate_per_minute: u32,
     pub config_revision: u64,
 }
@@ -72,6 +74,7 @@ pub struct AppState {
     pub rate_limits: crate::rate_limit::RateLimits,
     pub events: Arc<crate::event_log::EventLog>,
     pub torrents: Arc<crate::read_model::ReadModel>,
+    pub fsops_jobs: Arc<crate::fsops_dispatch::FsopsDispatcher>,
     pub metrics: Arc<crate::metrics::Metrics>,
     config_revision: AtomicU64,
 }
@@ -90,6 +93,7 @@ impl AppState {
             rate_limits: crate::rate_limit::RateLimits::new(parts.default_rate_per_minute),
             events: parts.events,
             torrents: parts.torrents,
+            fsops_jobs: parts.fsops_jobs,
             metrics: crate::metrics::Metrics::new(),
             config_revision: AtomicU64::new(parts.config_revision),
         })

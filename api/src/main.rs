@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use revaer_api::control::{self, ControlEnd, ControlOutputs};
 use revaer_api::engine_events::EngineEvents;
 use revaer_api::event_log::EventLog;
+use revaer_api::fsops_dispatch::FsopsDispatcher;
 use revaer_api::links::{LinkParams, WorkerLink};
 use revaer_api::read_model::ReadModel;
 use revaer_api::store::Store;
@@ -62,6 +63,14 @@ async fn run(boot: Bootstrapped) -> Result<ControlEnd, Box<dyn std::error::Error
     let (supervision_tx, supervision_rx) = watch::channel(None);
     let events = EventLog::start(Arc::clone(&store), &engine_events)?;
     let torrents = ReadModel::start(Arc::clone(&store), engine.clone(), &engine_events)?;
+    let fsops_jobs = FsopsDispatcher::start(
+        Arc::clone(&store),
+        Arc::clone(&events),
+        Arc::clone(&torrents),
+        engine.clone(),
+        &engine_events,
+        params(Role::Fsops, boot.layout.fsops_socket()),
+    )?;
     let state = AppState::new(AppParts {
         engine,
         engine_events,
@@ -72,6 +81,7 @@ async fn run(boot: Bootstrapped) -> Result<ControlEnd, Box<dyn std::error::Error
         keys,
         events,
         torrents,
+        fsops_jobs,
         default_rate_per_minute: boot.init.config.api.default_rate_per_minute,
         config_revision: boot.init.config_revision,
     });

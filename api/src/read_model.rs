@@ -538,24 +538,10 @@ impl ReadModel {
         inner.torrents.remove(&id);
     }
 
-    /// Completion: record the FsOps job (run by the FsOps worker).
-    async fn completed(&self, id: TorrentId) {
-        let store = Arc::clone(&self.store);
-        let key = id.to_string();
-        match tokio::task::spawn_blocking(move || store.fsops_job_create(&key)).await {
-            Ok(Ok(created)) => {
-                if created {
-                    tracing::info!(id = %id, "FsOps job recorded");
-                }
-                let mut inner = self.write();
-                if let Some(catalog) = inner.catalog.get_mut(&id)
-                    && catalog.fsops.is_none()
-                {
-                    catalog.fsops = Some("pending".to_owned());
-                }
-            }
-            Ok(Err(e)) => tracing::error!(id = %id, error = %e, "cannot record the FsOps job"),
-            Err(e) => tracing::error!(id = %id, error = %e, "FsOps job writer failed"),
+    /// The FsOps job state shown with the torrent.
+    pub fn set_fsops(&self, id: TorrentId, status: Option<String>) {
+        if let Some(catalog) = self.write().catalog.get_mut(&id) {
+            catalog.fsops = status;
         }
     }
 
@@ -573,13 +559,13 @@ impl ReadModel {
                 self.want_meta(id);
             }
             EngineEvent::StateChanged { id, state } => self.update(id, |s| s.state = state),
-            EngineEvent::Completed { id } => self.completed(id).await,
             EngineEvent::Removed { id } => self.removed(id).await,
             EngineEvent::Error { id, message } => self.update(id, |s| s.error = Some(message)),
             EngineEvent::FilesSelected { id, .. } | EngineEvent::TrackerError { id, .. } => {
                 self.want_meta(id);
             }
-            EngineEvent::StateQuarantined { .. } => {}
+            // FsOps jobs are the dispatcher's (`fsops_dispatch`).
+            EngineEvent::StateQuarantined { .. } | EngineEvent::Completed { .. } => {}
         }
     }
 

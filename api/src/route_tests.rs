@@ -630,3 +630,145 @@ async fn docs_metrics_and_health_routes() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(problem["status"], 404);
 }
+
+async fn completed_upload(h: &Harness, name: &[u8]) -> (String, TorrentId) {
+    let mut torrent = b"d".to_vec();
+    torrent.extend_from_slice(name);
+    let (status, _, value) = h.upload(&torrent, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{value}");
+    let id = value["id"].as_str().unwrap().to_owned();
+    let tid: TorrentId = id.parse().unwrap();
+    h.engine
+        .emit(revaer_ipc::engine::EngineEvent::Completed { id: tid });
+    (id, tid)
+}
+
+async fn wait_job(h: &Harness, id: &str, state: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, _, detail) = h
+            .admin(Method::GET, &format!("/v1/torrents/{id}"), &Value::Null)
+            .await;
+        if detail["fsops_job"]["state"] == state {
+            return detail;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job never {state}: {detail:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn completion_runs_an_fsops_job_once_and_shows_its_steps() {
+    let h = Harness::start().await;
+    h.fsops.release();
+    let mut live = h.state.events.subscribe();
+    let (id, _) = completed_upload(&h, b"4:infoe-done").await;
+    let detail = wait_job(&h, &id, "completed").await;
+    let job = &detail["fsops_job"];
+    assert_eq!(job["steps"].as_array().unwrap().len(), 9, "{job}");
+    assert_eq!(
+        job["steps"][0],
+        json!({"step": "validate", "outcome": "done"})
+    );
+    assert!(job["library_path"].as_str().unwrap().starts_with("lib/"));
+    assert_eq!(job["attempts"], 1);
+    assert_eq!(detail["fsops"], "completed");
+    // Completion reported again (engine restart): no second job.
+    let tid: TorrentId = id.parse().unwrap();
+    h.engine
+        .emit(revaer_ipc::engine::EngineEvent::Completed { id: tid });
+    let mut kinds = Vec::new();
+    while !kinds.contains(&"fsops_completed".to_owned()) {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(5), live.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        kinds.push(e.event.kind().as_str().to_owned());
+    }
+    assert!(kinds.contains(&"fsops_started".to_owned()));
+    assert_eq!(kinds.iter().filter(|k| *k == "fsops_step").count(), 9);
+    assert_eq!(h.fsops.jobs.lock().unwrap().len(), 1);
+    let job = &h.fsops.jobs.lock().unwrap()[0];
+    assert_eq!(job.files.len(), 3);
+    assert_eq!(job.source, job.name);
+}
+
+#[tokio::test]
+async fn an_interrupted_job_resumes_at_its_journaled_step_and_completes_once() {
+    let h = Harness::start().await;
+    let (id, _) = completed_upload(&h, b"4:hold-me").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let job = h.state.store.fsops_job_latest(&id).unwrap();
+        if job.as_ref().and_then(|j| j.step.as_deref()) == Some("transfer") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached transfer: {job:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // FsOps dies mid-transfer, then comes back.
+    h.restart_fsops();
+    h.fsops.release();
+    let detail = wait_job(&h, &id, "completed").await;
+    let jobs = h.fsops.jobs.lock().unwrap().clone();
+    assert_eq!(jobs.len(), 2, "dispatched twice: {jobs:#?}");
+    assert_eq!(
+        jobs[1].resume_at,
+        Some(revaer_ipc::fsops::FsopsStep::Transfer)
+    );
+    assert_eq!(jobs[1].attempt, 2);
+    assert_eq!(detail["fsops_job"]["attempts"], 2);
+    let steps = detail["fsops_job"]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 9, "each step journaled once: {steps:?}");
+}
+
+#[tokio::test]
+async fn a_failed_job_degrades_health_until_retried() {
+    let h = Harness::start().await;
+    h.report_all_running();
+    h.wait_for("health ok", |h| {
+        crate::routes::current_health(&h.state).degraded.is_empty()
+    })
+    .await;
+    h.fsops.release();
+    let (id, _) = completed_upload(&h, b"4:fail-once").await;
+    let detail = wait_job(&h, &id, "failed").await;
+    assert_eq!(detail["fsops_job"]["step"], "extract");
+    assert_eq!(detail["fsops_job"]["error"], "scripted failure");
+    h.wait_for("the failure count", |h| {
+        h.state.fsops_jobs.failed_jobs() == 1
+    })
+    .await;
+    let health = crate::routes::current_health(&h.state);
+    assert_eq!(health.degraded, vec!["fsops".to_owned()], "{health:?}");
+    let reason = health.workers["fsops"].reason.clone().unwrap_or_default();
+    assert!(reason.contains("fsops_retry"), "{reason}");
+    let uri = format!("/v1/torrents/{id}/action");
+    let (status, _, body) = h
+        .admin(Method::POST, &uri, &json!({"action": "fsops_retry"}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let detail = wait_job(&h, &id, "completed").await;
+    assert_eq!(detail["fsops_job"]["attempts"], 2);
+    let jobs = h.fsops.jobs.lock().unwrap().clone();
+    assert_eq!(
+        jobs[1].resume_at,
+        Some(revaer_ipc::fsops::FsopsStep::Extract)
+    );
+    h.wait_for("the failure to clear", |h| {
+        h.state.fsops_jobs.failed_jobs() == 0
+    })
+    .await;
+    let health = crate::routes::current_health(&h.state);
+    assert!(health.degraded.is_empty(), "{health:?}");
+    let (status, _, _) = h
+        .admin(Method::POST, &uri, &json!({"action": "fsops_retry"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "nothing failed any more");
+}

@@ -182,6 +182,7 @@ pub fn current_health(state: &AppState) -> HealthFull {
         api_config_revision: state.config_revision(),
         store: &store,
         event_log_head: state.events.head_id(),
+        fsops_failed_jobs: state.fsops_jobs.failed_jobs(),
         now: Instant::now(),
     })
 }

@@ -18,6 +18,7 @@ use revaer_ipc::engine::{
     TorrentDetail, TorrentId, TorrentSource, TorrentState, TorrentSummary, TrackerDetail,
     TrackerStatus,
 };
+use revaer_ipc::fsops::{FsopsJob, FsopsProgress, FsopsRequest, FsopsStep, StepOutcome};
 use revaer_ipc::{BootSecret, Role, SandboxReport};
 use revaer_worker_bootstrap::data_server::{Service, Subscription, spawn_data_server};
 use serde_json::Value;
@@ -27,6 +28,7 @@ use tower::ServiceExt;
 
 use crate::engine_events::EngineEvents;
 use crate::event_log::EventLog;
+use crate::fsops_dispatch::FsopsDispatcher;
 use crate::links::{LinkParams, WorkerLink};
 use crate::read_model::ReadModel;
 use crate::store::Store;
@@ -147,6 +149,7 @@ impl FakeEngine {
                 summary: summary.clone(),
                 files,
                 total_files,
+                save_subdir: None,
                 trackers: vec![TrackerDetail {
                     url: "http://tracker.example.org:6969/announce".to_owned(),
                     status: TrackerStatus::Working,
@@ -292,7 +295,12 @@ pub struct Harness {
     pub engine: Arc<FakeEngine>,
     pub admin_key: String,
     pub read_key: String,
-    kill: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    kill: Mutex<Option<Served>>,
+    supervision: watch::Sender<Option<revaer_ipc::SupervisionSnapshot>>,
+    pub fsops: Arc<FakeFsops>,
+    fsops_socket: std::path::PathBuf,
+    secret: BootSecret,
+    kill_fsops: Mutex<Option<Served>>,
     _dir: tempfile::TempDir,
 }
 
@@ -311,24 +319,15 @@ impl Harness {
         let engine = FakeEngine::new();
         // The engine runs on its own runtime so "killing" it drops every
         // connection task and closes every socket, as a dead process would.
-        let (kill, killed) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        {
-            let (socket, secret, engine) = (socket.clone(), secret.clone(), Arc::clone(&engine));
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async move {
-                    let server = spawn_data_server(&socket, Role::Engine, secret, engine).unwrap();
-                    ready_tx.send(()).unwrap();
-                    let _ = killed.await;
-                    server.abort();
-                });
-            });
-        }
-        ready_rx.recv().unwrap();
+        let kill = serve_on_own_runtime(&socket, Role::Engine, &secret, Arc::clone(&engine));
+        let fsops_service = FakeFsops::new();
+        let fsops_socket = dir.path().join("fsops.sock");
+        let kill_fsops = serve_on_own_runtime(
+            &fsops_socket,
+            Role::Fsops,
+            &secret,
+            Arc::clone(&fsops_service),
+        );
         let uid = nix::unistd::geteuid().as_raw();
         let params = |role, socket| LinkParams {
             role,
@@ -339,7 +338,7 @@ impl Harness {
         };
         let engine_link = WorkerLink::spawn(params(Role::Engine, socket.clone()));
         let engine_events = EngineEvents::spawn(params(Role::Engine, socket));
-        let fsops = WorkerLink::spawn(params(Role::Fsops, dir.path().join("fsops.sock")));
+        let fsops = WorkerLink::spawn(params(Role::Fsops, fsops_socket.clone()));
         let store = Arc::new(Store::open(&dir.path().join("revaer.db")).unwrap());
         let keys = Arc::new(Keys::load(Arc::clone(&store)).unwrap());
         let admin_key = keys
@@ -357,7 +356,16 @@ impl Harness {
         let events = EventLog::start(Arc::clone(&store), &engine_events).unwrap();
         let torrents =
             ReadModel::start(Arc::clone(&store), engine_link.clone(), &engine_events).unwrap();
-        let (_supervision_tx, supervision) = watch::channel(None);
+        let fsops_jobs = FsopsDispatcher::start(
+            Arc::clone(&store),
+            Arc::clone(&events),
+            Arc::clone(&torrents),
+            engine_link.clone(),
+            &engine_events,
+            params(Role::Fsops, fsops_socket.clone()),
+        )
+        .unwrap();
+        let (supervision_tx, supervision) = watch::channel(None);
         let state = AppState::new(AppParts {
             engine: engine_link,
             engine_events,
@@ -368,6 +376,7 @@ impl Harness {
             keys,
             events,
             torrents,
+            fsops_jobs,
             default_rate_per_minute,
             config_revision: 1,
         });
@@ -379,6 +388,11 @@ impl Harness {
             admin_key,
             read_key,
             kill: Mutex::new(Some(kill)),
+            supervision: supervision_tx,
+            fsops: fsops_service,
+            fsops_socket,
+            secret,
+            kill_fsops: Mutex::new(Some(kill_fsops)),
             _dir: dir,
         };
         harness
@@ -398,10 +412,53 @@ impl Harness {
         }
     }
 
+    /// Reports every worker running (they all live in this process), as
+    /// the supervisor would; health then depends on the links alone.
+    pub fn report_all_running(&self) {
+        let pid = std::process::id();
+        let status = |role| revaer_ipc::WorkerStatus {
+            role,
+            state: revaer_ipc::WorkerState::Running,
+            pid: Some(pid),
+            restarts: 0,
+            last_exit: None,
+            sandbox: None,
+        };
+        self.supervision
+            .send_replace(Some(revaer_ipc::SupervisionSnapshot {
+                supervisor_pid: pid,
+                workers: vec![status(Role::Engine), status(Role::Fsops), status(Role::Api)],
+                config: revaer_ipc::ConfigStatus {
+                    revision: 1,
+                    ..revaer_ipc::ConfigStatus::default()
+                },
+            }));
+    }
+
+    /// FsOps "dies": its listener and every connection close.
+    pub fn kill_fsops(&self) {
+        if let Some(served) = self.kill_fsops.lock().unwrap().take() {
+            served.stop();
+        }
+    }
+
+    /// FsOps comes back (same scripted service, fresh process state).
+    pub fn restart_fsops(&self) {
+        self.kill_fsops();
+        let _ = std::fs::remove_file(&self.fsops_socket);
+        let kill = serve_on_own_runtime(
+            &self.fsops_socket,
+            Role::Fsops,
+            &self.secret,
+            Arc::clone(&self.fsops),
+        );
+        *self.kill_fsops.lock().unwrap() = Some(kill);
+    }
+
     /// The engine "dies": its listener and every connection close.
     pub fn kill_engine(&self) {
-        if let Some(kill) = self.kill.lock().unwrap().take() {
-            let _ = kill.send(());
+        if let Some(served) = self.kill.lock().unwrap().take() {
+            served.stop();
         }
     }
 
@@ -497,5 +554,145 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         self.kill_engine();
+        self.kill_fsops();
+    }
+}
+
+/// A service served from a runtime on its own thread.
+struct Served {
+    kill: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Served {
+    /// Drops the runtime — closing every socket like a killed process —
+    /// and waits until it is gone (its listener unlinks the socket path on
+    /// the way out, which must not hit a successor's socket).
+    fn stop(self) {
+        let _ = self.kill.send(());
+        let _ = self.thread.join();
+    }
+}
+
+/// Serves `service` on `socket` from a runtime on its own thread.
+fn serve_on_own_runtime<S: Service>(
+    socket: &std::path::Path,
+    role: Role,
+    secret: &BootSecret,
+    service: Arc<S>,
+) -> Served {
+    let (kill, killed) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (socket, secret) = (socket.to_owned(), secret.clone());
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let server = spawn_data_server(&socket, role, secret, service).unwrap();
+            ready_tx.send(()).unwrap();
+            let _ = killed.await;
+            server.abort();
+        });
+    });
+    ready_rx.recv().unwrap();
+    Served { kill, thread }
+}
+
+/// A scripted FsOps: runs the nine steps instantly, except that a torrent
+/// whose name contains `hold` waits at `transfer` until released, and one
+/// whose name contains `fail` fails at `extract` on its first attempt.
+#[derive(Debug)]
+pub struct FakeFsops {
+    /// Every job received, in order.
+    pub jobs: Mutex<Vec<FsopsJob>>,
+    released: watch::Sender<bool>,
+}
+
+impl FakeFsops {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            jobs: Mutex::new(Vec::new()),
+            released: watch::Sender::new(false),
+        })
+    }
+
+    /// Lets held jobs (and later ones) pass `transfer`.
+    pub fn release(&self) {
+        self.released.send_replace(true);
+    }
+}
+
+impl Service for FakeFsops {
+    async fn handle(&self, _request: EngineRequest) -> EngineResponse {
+        error(EngineErrorKind::Invalid, "not an engine")
+    }
+
+    fn subscribe(&self) -> Option<Subscription> {
+        None
+    }
+
+    async fn apply_config(&self, _config: &Config) {}
+
+    async fn shutdown(&self) {}
+
+    fn metrics(&self) -> String {
+        String::new()
+    }
+
+    fn run_fsops(
+        &self,
+        request: FsopsRequest,
+    ) -> Option<tokio::sync::mpsc::Receiver<FsopsProgress>> {
+        let FsopsRequest::Run(job) = request;
+        self.jobs.lock().unwrap().push((*job).clone());
+        let (tx, rx) = tokio::sync::mpsc::channel(32);
+        let hold = job.name.contains("hold");
+        let fail = job.name.contains("fail") && job.attempt == 1;
+        let job_id = job.job_id;
+        let start = job.resume_at.unwrap_or(FsopsStep::Validate);
+        let mut released = self.released.subscribe();
+        tokio::spawn(async move {
+            let _ = tx
+                .send(FsopsProgress::Started {
+                    job_id,
+                    step: start,
+                })
+                .await;
+            for step in FsopsStep::ALL.into_iter().filter(|s| *s >= start) {
+                let _ = tx.send(FsopsProgress::StepStarted { job_id, step }).await;
+                if hold && step == FsopsStep::Transfer {
+                    let _ = released.wait_for(|r| *r).await;
+                }
+                if fail && step == FsopsStep::Extract {
+                    let reason = "scripted failure".to_owned();
+                    let _ = tx
+                        .send(FsopsProgress::Failed {
+                            job_id,
+                            step,
+                            reason,
+                        })
+                        .await;
+                    return;
+                }
+                let outcome = StepOutcome::Done;
+                let _ = tx
+                    .send(FsopsProgress::StepFinished {
+                        job_id,
+                        step,
+                        outcome,
+                    })
+                    .await;
+            }
+            let library_path = format!("lib/{job_id}");
+            let _ = tx
+                .send(FsopsProgress::Completed {
+                    job_id,
+                    library_path,
+                })
+                .await;
+        });
+        Some(rx)
     }
 }

@@ -550,6 +550,13 @@ pub async fn add(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
+    // Remembered with the torrent: FsOps joins this trace at completion.
+    let traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| revaer_ipc::trace::validate_traceparent(v))
+        .map(str::to_owned);
     let input = if content_type.starts_with("multipart/form-data") {
         read_multipart(request).await?
     } else if content_type.starts_with("application/json") {
@@ -601,7 +608,7 @@ pub async fn add(
         }
         Err(e) => return Err(e),
     };
-    if let Err(e) = finish_add(&state, id, &options, tags, select).await {
+    if let Err(e) = finish_add(&state, id, &options, tags, select, traceparent).await {
         // Acknowledge nothing half-done: take the torrent back out.
         let _ = engine_call(
             &state,
@@ -633,6 +640,7 @@ async fn finish_add(
     options: &AddTorrentRequest,
     tags: Vec<String>,
     select: bool,
+    traceparent: Option<String>,
 ) -> Result<(), ApiError> {
     if select {
         let detail = engine_detail(state, id).await?;
@@ -648,14 +656,21 @@ async fn finish_add(
         }
     }
     let model = Arc::clone(&state.torrents);
+    let store = Arc::clone(&state.store);
     let category = options.category.clone();
-    tokio::task::spawn_blocking(move || model.set_labels(id, tags, category))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| {
-            tracing::error!(id = %id, error = %e, "cannot store torrent labels");
-            ApiError::Unavailable("the catalog cannot be written; retry shortly".to_owned())
-        })?;
+    tokio::task::spawn_blocking(move || {
+        model.set_labels(id, tags, category)?;
+        match traceparent {
+            Some(tp) => store.catalog_set_traceparent(&id.to_string(), &tp),
+            None => Ok(()),
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| {
+        tracing::error!(id = %id, error = %e, "cannot store torrent labels");
+        ApiError::Unavailable("the catalog cannot be written; retry shortly".to_owned())
+    })?;
     if let Ok(detail) = engine_detail(state, id).await {
         state.torrents.observe(detail);
     }
@@ -872,7 +887,13 @@ async fn fsops_status(state: &AppState, id: TorrentId) -> Option<FsopsStatus> {
         step: row.step,
         attempts: row.attempts,
         updated_at: row.updated_at,
-        steps: Vec::new(),
+        steps: row
+            .steps
+            .into_iter()
+            .map(|(step, outcome)| revaer_api_models::torrents::FsopsStep { step, outcome })
+            .collect(),
+        library_path: row.library_path,
+        error: row.error,
     })
 }
 
@@ -948,6 +969,23 @@ pub async fn action(
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
     let request = match action {
+        TorrentAction::FsopsRetry => {
+            if state.torrents.catalog(&id).is_none() {
+                return Err(ApiError::NotFound(format!("no torrent {id}")));
+            }
+            return match state.fsops_jobs.retry(id).await {
+                Ok(Some(_)) => Ok(StatusCode::NO_CONTENT),
+                Ok(None) => Err(ApiError::Conflict(
+                    "the torrent has no failed FsOps job to retry".to_owned(),
+                )),
+                Err(e) => {
+                    tracing::error!(id = %id, error = %e, "cannot retry the FsOps job");
+                    Err(ApiError::Unavailable(
+                        "the job store is unavailable".to_owned(),
+                    ))
+                }
+            };
+        }
         TorrentAction::Pause => EngineRequest::Pause { id },
         TorrentAction::Resume => EngineRequest::Resume { id },
         TorrentAction::Remove => EngineRequest::Remove {

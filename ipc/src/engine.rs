@@ -282,6 +282,9 @@ pub struct TorrentDetail {
     pub files: Vec<FileDetail>,
     /// File count including padding files: the length `SelectFiles` wants.
     pub total_files: u32,
+    /// Where the torrent is saved, relative to the downloads dir (`None`:
+    /// the downloads dir itself).
+    pub save_subdir: Option<String>,
     pub trackers: Vec<TrackerDetail>,
     pub piece_length: u32,
     pub private: bool,

@@ -83,11 +83,16 @@ pub enum Event {
     FsopsStep {
         torrent: String,
         step: String,
-        /// `ok`, `skipped` or `failed`.
+        /// `done` or `skipped` (a failing step ends the job with
+        /// `fsops_failed`).
         outcome: String,
     },
-    /// FsOps finished every step.
-    FsopsCompleted { torrent: String },
+    /// FsOps finished every step; `library_path` is relative to the
+    /// library root.
+    FsopsCompleted {
+        torrent: String,
+        library_path: String,
+    },
     /// FsOps gave up.
     FsopsFailed {
         torrent: String,
@@ -249,7 +254,7 @@ impl Event {
             | Event::TorrentError { torrent, .. }
             | Event::FsopsStarted { torrent }
             | Event::FsopsStep { torrent, .. }
-            | Event::FsopsCompleted { torrent }
+            | Event::FsopsCompleted { torrent, .. }
             | Event::FsopsFailed { torrent, .. } => Some(torrent),
             Event::HealthChanged { .. }
             | Event::ConfigApplied { .. }
@@ -354,7 +359,10 @@ mod tests {
                 step: "move".to_owned(),
                 outcome: "ok".to_owned(),
             },
-            Event::FsopsCompleted { torrent: t() },
+            Event::FsopsCompleted {
+                torrent: t(),
+                library_path: "tv/show".to_owned(),
+            },
             Event::FsopsFailed {
                 torrent: t(),
                 step: None,

@@ -127,6 +127,8 @@ pub enum TorrentAction {
     Sequential {
         enabled: bool,
     },
+    /// Run the torrent's failed FsOps job again, from the failed step.
+    FsopsRetry,
     /// Per-torrent limits; `null` or absent = unlimited.
     Rate {
         #[serde(default)]
@@ -150,7 +152,7 @@ pub struct TorrentPatch {
 /// FsOps post-processing of a completed torrent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FsopsStatus {
-    /// `pending`, `running`, `completed` or `failed`.
+    /// `pending`, `running`, `completed`, `failed` or `cancelled`.
     pub state: String,
     /// Step now running or last run.
     pub step: Option<String>,
@@ -159,6 +161,10 @@ pub struct FsopsStatus {
     /// Steps finished so far, in order.
     #[serde(default)]
     pub steps: Vec<FsopsStep>,
+    /// Where the result is, relative to the library root (once completed).
+    pub library_path: Option<String>,
+    /// Why the job failed (while failed).
+    pub error: Option<String>,
 }
 
 /// One finished FsOps step.

@@ -16,7 +16,9 @@ pub struct CatalogRow {
     pub fsops_status: Option<String>,
 }
 
-/// One FsOps job row.
+/// One FsOps job row: its state (`pending`, `running`, `completed`,
+/// `failed`, `cancelled`), the step running or last run, and the journal
+/// of finished steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsopsJobRow {
     pub id: i64,
@@ -26,6 +28,28 @@ pub struct FsopsJobRow {
     pub attempts: u32,
     pub created_at: i64,
     pub updated_at: i64,
+    /// `(step, outcome)` in the order they finished.
+    pub steps: Vec<(String, String)>,
+    pub library_path: Option<String>,
+    pub error: Option<String>,
+}
+
+const JOB_COLUMNS: &str =
+    "id, torrent, state, step, attempts, created_at, updated_at, steps, library_path, error";
+
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FsopsJobRow> {
+    Ok(FsopsJobRow {
+        id: r.get(0)?,
+        torrent: r.get(1)?,
+        state: r.get(2)?,
+        step: r.get(3)?,
+        attempts: r.get(4)?,
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+        steps: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
+        library_path: r.get(8)?,
+        error: r.get(9)?,
+    })
 }
 
 fn tags_from_json(text: &str) -> Vec<String> {
@@ -129,22 +153,173 @@ impl Store {
         Ok(self
             .conn()
             .query_row(
-                "SELECT id, torrent, state, step, attempts, created_at, updated_at
-                 FROM fsops_jobs WHERE torrent = ?1 ORDER BY id DESC LIMIT 1",
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM fsops_jobs WHERE torrent = ?1 ORDER BY id DESC LIMIT 1"
+                ),
                 params![torrent],
-                |r| {
-                    Ok(FsopsJobRow {
-                        id: r.get(0)?,
-                        torrent: r.get(1)?,
-                        state: r.get(2)?,
-                        step: r.get(3)?,
-                        attempts: r.get(4)?,
-                        created_at: r.get(5)?,
-                        updated_at: r.get(6)?,
-                    })
-                },
+                job_row,
             )
             .optional()?)
+    }
+
+    /// One job by id.
+    pub fn fsops_job(&self, job_id: i64) -> Result<Option<FsopsJobRow>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM fsops_jobs WHERE id = ?1"),
+                params![job_id],
+                job_row,
+            )
+            .optional()?)
+    }
+
+    /// Jobs not finished: `pending`, and `running` ones an interruption left
+    /// behind (resumed at their journaled step).
+    pub fn fsops_jobs_unfinished(&self) -> Result<Vec<FsopsJobRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM fsops_jobs WHERE state IN ('pending', 'running') ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([], job_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Jobs that failed and were neither retried nor cancelled.
+    pub fn fsops_jobs_failed(&self) -> Result<u64, StoreError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM fsops_jobs WHERE state = 'failed'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn set_job_state(
+        &self,
+        job_id: i64,
+        state: &str,
+        extra: &str,
+        values: &[&dyn rusqlite::ToSql],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut all: Vec<&dyn rusqlite::ToSql> = vec![&job_id, &state];
+        let now = now_unix();
+        all.push(&now);
+        all.extend_from_slice(values);
+        tx.execute(
+            &format!("UPDATE fsops_jobs SET state = ?2, updated_at = ?3{extra} WHERE id = ?1"),
+            all.as_slice(),
+        )?;
+        tx.execute(
+            "UPDATE torrents SET fsops_status = ?2
+             WHERE id = (SELECT torrent FROM fsops_jobs WHERE id = ?1)",
+            params![job_id, state],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A dispatch (first run, resume or retry): counts the attempt.
+    pub fn fsops_job_dispatched(&self, job_id: i64) -> Result<u32, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE fsops_jobs SET attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+            params![job_id, now_unix()],
+        )?;
+        Ok(conn.query_row(
+            "SELECT attempts FROM fsops_jobs WHERE id = ?1",
+            params![job_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Journals the step about to run: an interruption resumes here.
+    pub fn fsops_job_step_started(&self, job_id: i64, step: &str) -> Result<(), StoreError> {
+        self.set_job_state(job_id, "running", ", step = ?4", &[&step])
+    }
+
+    /// Records a finished step (replacing an earlier record of the same
+    /// step from an interrupted attempt).
+    pub fn fsops_job_step_finished(
+        &self,
+        job_id: i64,
+        step: &str,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        let mut steps = self.fsops_job(job_id)?.map(|j| j.steps).unwrap_or_default();
+        steps.retain(|(s, _)| s != step);
+        steps.push((step.to_owned(), outcome.to_owned()));
+        let json = serde_json::to_string(&steps).unwrap_or_else(|_| "[]".to_owned());
+        self.set_job_state(job_id, "running", ", steps = ?4", &[&json])
+    }
+
+    pub fn fsops_job_completed(&self, job_id: i64, library_path: &str) -> Result<(), StoreError> {
+        self.set_job_state(
+            job_id,
+            "completed",
+            ", library_path = ?4, error = NULL",
+            &[&library_path],
+        )
+    }
+
+    pub fn fsops_job_failed(
+        &self,
+        job_id: i64,
+        step: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.set_job_state(
+            job_id,
+            "failed",
+            ", step = ?4, error = ?5",
+            &[&step, &reason],
+        )
+    }
+
+    /// Puts a torrent's failed job back in line; `None` when its newest job
+    /// did not fail.
+    pub fn fsops_job_retry(&self, torrent: &str) -> Result<Option<FsopsJobRow>, StoreError> {
+        match self.fsops_job_latest(torrent)? {
+            Some(job) if job.state == "failed" => {
+                self.set_job_state(job.id, "pending", "", &[])?;
+                self.fsops_job(job.id)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A removed torrent's unfinished or failed jobs will never run.
+    pub fn fsops_jobs_cancel(&self, torrent: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE fsops_jobs SET state = 'cancelled', updated_at = ?2
+             WHERE torrent = ?1 AND state IN ('pending', 'running', 'failed')",
+            params![torrent, now_unix()],
+        )?;
+        Ok(())
+    }
+
+    /// Remembers the trace context of a torrent's add request.
+    pub fn catalog_set_traceparent(&self, id: &str, traceparent: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE torrents SET traceparent = ?2 WHERE id = ?1",
+            params![id, traceparent],
+        )?;
+        Ok(())
+    }
+
+    /// The trace context of a torrent's add request, if recorded.
+    pub fn catalog_traceparent(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT traceparent FROM torrents WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
     }
 }
 
@@ -187,5 +362,63 @@ mod tests {
         assert_eq!(job.attempts, 0);
         let row = &store.catalog_all().unwrap()[0];
         assert_eq!(row.fsops_status.as_deref(), Some("pending"));
+    }
+
+    #[test]
+    fn the_job_journal_tracks_steps_outcomes_and_retries() {
+        let store = Store::in_memory().unwrap();
+        store.catalog_ensure(&[A.to_owned()], 1).unwrap();
+        store.fsops_job_create(A).unwrap();
+        let id = store.fsops_job_latest(A).unwrap().unwrap().id;
+        assert_eq!(store.fsops_job_dispatched(id).unwrap(), 1);
+        store.fsops_job_step_started(id, "validate").unwrap();
+        store
+            .fsops_job_step_finished(id, "validate", "done")
+            .unwrap();
+        store.fsops_job_step_started(id, "transfer").unwrap();
+        // Interrupted: still running at transfer, found again at start-up.
+        let unfinished = store.fsops_jobs_unfinished().unwrap();
+        assert_eq!(unfinished.len(), 1);
+        assert_eq!(unfinished[0].step.as_deref(), Some("transfer"));
+        assert_eq!(unfinished[0].state, "running");
+        store
+            .fsops_job_step_finished(id, "transfer", "done")
+            .unwrap();
+        store
+            .fsops_job_step_finished(id, "transfer", "skipped")
+            .unwrap();
+        store.fsops_job_failed(id, "extract", "bomb").unwrap();
+        assert_eq!(store.fsops_jobs_failed().unwrap(), 1);
+        let job = store.fsops_job(id).unwrap().unwrap();
+        assert_eq!(
+            job.steps,
+            vec![
+                ("validate".to_owned(), "done".to_owned()),
+                ("transfer".to_owned(), "skipped".to_owned())
+            ]
+        );
+        assert_eq!(job.error.as_deref(), Some("bomb"));
+        assert_eq!(
+            store.catalog_all().unwrap()[0].fsops_status.as_deref(),
+            Some("failed")
+        );
+        let retried = store.fsops_job_retry(A).unwrap().unwrap();
+        assert_eq!(retried.state, "pending");
+        assert_eq!(retried.step.as_deref(), Some("extract"));
+        assert!(
+            store.fsops_job_retry(A).unwrap().is_none(),
+            "not failed any more"
+        );
+        store.fsops_job_completed(id, "tv/show").unwrap();
+        assert_eq!(store.fsops_jobs_failed().unwrap(), 0);
+        assert!(store.fsops_jobs_unfinished().unwrap().is_empty());
+        store.fsops_job_failed(id, "record", "x").unwrap();
+        store.fsops_jobs_cancel(A).unwrap();
+        assert_eq!(store.fsops_jobs_failed().unwrap(), 0);
+        store.catalog_set_traceparent(A, "00-abc-def-01").unwrap();
+        assert_eq!(
+            store.catalog_traceparent(A).unwrap().as_deref(),
+            Some("00-abc-def-01")
+        );
     }
 }

@@ -66,6 +66,12 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
      );
      CREATE INDEX fsops_jobs_torrent ON fsops_jobs (torrent);",
+    // 2: FsOps journal details and the trace context of each add.
+    "ALTER TABLE torrents ADD COLUMN traceparent TEXT;
+     ALTER TABLE fsops_jobs ADD COLUMN steps TEXT NOT NULL DEFAULT '[]';
+     ALTER TABLE fsops_jobs ADD COLUMN library_path TEXT;
+     ALTER TABLE fsops_jobs ADD COLUMN error TEXT;
+     CREATE INDEX fsops_jobs_state ON fsops_jobs (state);",
 ];
 
 /// The open database.
@@ -153,10 +159,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("revaer.db");
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 1);
+        assert_eq!(store.schema_version().unwrap(), 2);
         drop(store);
         let again = Store::open(&path).unwrap();
-        assert_eq!(again.schema_version().unwrap(), 1);
+        assert_eq!(again.schema_version().unwrap(), 2);
         let mode: String = again
             .conn()
             .pragma_query_value(None, "journal_mode", |r| r.get(0))

@@ -831,6 +831,12 @@ impl Engine {
         EngineResponse::Detail(Box::new(TorrentDetail {
             summary: summarize(&status),
             files,
+            save_subdir: std::path::Path::new(&status.save_path)
+                .strip_prefix(&self.downloads)
+                .ok()
+                .and_then(|p| p.to_str())
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned),
             total_files: info
                 .as_ref()
                 .map_or(0, |i| u32::try_from(i.files.len()).unwrap_or(u32::MAX)),

@@ -1,0 +1,403 @@
+//! Orchestration of FsOps jobs: the API side of post-processing.
+//!
+//! When the engine reports a torrent `completed`, a `pending` job row is
+//! recorded in SQLite (once per torrent) and dispatched to the FsOps worker
+//! on a dedicated data connection. Every progress frame FsOps streams back
+//! is journaled before anything else happens: `step` holds the step that is
+//! running, `steps` the finished ones. If the connection drops before the
+//! job ends (FsOps killed, API restarted), the job is still `running` at
+//! its journaled step; it is dispatched again — at start-up, or when FsOps
+//! is back — with `resume_at` set to that step. Steps are idempotent on the
+//! FsOps side, so the job finishes exactly once. Each transition becomes a
+//! public event (`fsops_started`, `fsops_step`, `fsops_completed`,
+//! `fsops_failed`); failed jobs degrade `/health/full` until retried
+//! (`fsops_retry`) or their torrent is removed.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use revaer_api_models::events::Event;
+use revaer_ipc::engine::{EngineEvent, EngineRequest, EngineResponse, TorrentDetail, TorrentId};
+use revaer_ipc::fsops::{FsopsJob, FsopsProgress, FsopsRequest, FsopsStep, JobFile};
+use revaer_ipc::{Envelope, IpcError, WorkerRequest, WorkerResponse};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::engine_events::EngineEvents;
+use crate::event_log::EventLog;
+use crate::links::{LinkParams, WorkerLink, open};
+use crate::read_model::ReadModel;
+use crate::store::catalog::FsopsJobRow;
+use crate::store::{Store, StoreError};
+
+/// Dispatches of one job before it is declared failed.
+pub const MAX_ATTEMPTS: u32 = 10;
+/// Wait before dispatching an interrupted job again.
+const REDISPATCH_AFTER: Duration = Duration::from_millis(500);
+/// Longest a job may stay silent (FsOps sends progress at every step).
+const SILENCE_LIMIT: Duration = Duration::from_secs(6 * 3600);
+
+/// Why a dispatch did not reach an end.
+#[derive(Debug, thiserror::Error)]
+enum DispatchError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("FsOps link: {0}")]
+    Ipc(#[from] IpcError),
+    #[error("engine: {0}")]
+    Engine(String),
+    #[error("FsOps: {0}")]
+    Remote(String),
+    #[error("FsOps went quiet for {0:?}")]
+    Silent(Duration),
+    #[error("the job vanished from the store")]
+    Gone,
+}
+
+/// The dispatcher shared by the API.
+#[derive(Debug)]
+pub struct FsopsDispatcher {
+    store: Arc<Store>,
+    events: Arc<EventLog>,
+    torrents: Arc<ReadModel>,
+    engine: WorkerLink,
+    params: LinkParams,
+    queue: mpsc::UnboundedSender<i64>,
+    running: Mutex<HashSet<i64>>,
+    failed_jobs: AtomicU64,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Invalid(format!("store task failed: {e}")))?
+}
+
+impl FsopsDispatcher {
+    /// Starts following completions and dispatches every unfinished job
+    /// (those an interruption left `running` resume at their step). Must run
+    /// inside the Tokio runtime.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "takes ownership like the other start functions"
+    )]
+    pub fn start(
+        store: Arc<Store>,
+        events: Arc<EventLog>,
+        torrents: Arc<ReadModel>,
+        engine: WorkerLink,
+        engine_events: &Arc<EngineEvents>,
+        fsops: LinkParams,
+    ) -> Result<Arc<Self>, StoreError> {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let failed = store.fsops_jobs_failed()?;
+        let dispatcher = Arc::new(Self {
+            store: Arc::clone(&store),
+            events,
+            torrents,
+            engine,
+            params: fsops,
+            queue,
+            running: Mutex::new(HashSet::new()),
+            failed_jobs: AtomicU64::new(failed),
+        });
+        for job in store.fsops_jobs_unfinished()? {
+            let _ = dispatcher.queue.send(job.id);
+        }
+        tokio::spawn(Arc::clone(&dispatcher).dispatch_loop(rx));
+        tokio::spawn(Arc::clone(&dispatcher).follow(engine_events.subscribe()));
+        Ok(dispatcher)
+    }
+
+    /// Jobs that failed and await a retry (they degrade health).
+    #[must_use]
+    pub fn failed_jobs(&self) -> u64 {
+        self.failed_jobs.load(Ordering::Acquire)
+    }
+
+    async fn refresh_failed(&self) {
+        let store = Arc::clone(&self.store);
+        if let Ok(n) = blocking(move || store.fsops_jobs_failed()).await {
+            self.failed_jobs.store(n, Ordering::Release);
+        }
+    }
+
+    /// `fsops_retry`: puts the torrent's failed job back in line. `None`
+    /// when its newest job did not fail.
+    pub async fn retry(&self, torrent: TorrentId) -> Result<Option<i64>, StoreError> {
+        let store = Arc::clone(&self.store);
+        let key = torrent.to_string();
+        let job = blocking(move || store.fsops_job_retry(&key)).await?;
+        self.refresh_failed().await;
+        Ok(job.map(|job| {
+            self.torrents.set_fsops(torrent, Some("pending".to_owned()));
+            let _ = self.queue.send(job.id);
+            job.id
+        }))
+    }
+
+    async fn follow(self: Arc<Self>, mut events: broadcast::Receiver<EngineEvent>) {
+        loop {
+            match events.recv().await {
+                Ok(EngineEvent::Completed { id }) => self.completed(id).await,
+                Ok(EngineEvent::Removed { id }) => {
+                    let store = Arc::clone(&self.store);
+                    let key = id.to_string();
+                    if let Err(e) = blocking(move || store.fsops_jobs_cancel(&key)).await {
+                        tracing::error!(id = %id, error = %e, "cannot cancel FsOps jobs");
+                    }
+                    self.refresh_failed().await;
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    // Completions are re-reported by the engine after a
+                    // restart; a missed one is also caught at the next
+                    // snapshot by the read model's state. Log it loudly.
+                    tracing::warn!(missed, "FsOps dispatcher fell behind the engine's events");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Records the job for a completed torrent (once) and dispatches it.
+    async fn completed(&self, id: TorrentId) {
+        let store = Arc::clone(&self.store);
+        let key = id.to_string();
+        let created = blocking(move || {
+            let created = store.fsops_job_create(&key)?;
+            Ok((created, store.fsops_job_latest(&key)?))
+        })
+        .await;
+        match created {
+            Ok((true, Some(job))) => {
+                tracing::info!(id = %id, job = job.id, "FsOps job recorded");
+                self.torrents.set_fsops(id, Some("pending".to_owned()));
+                let _ = self.queue.send(job.id);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(id = %id, error = %e, "cannot record the FsOps job"),
+        }
+    }
+
+    async fn dispatch_loop(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<i64>) {
+        while let Some(job_id) = queue.recv().await {
+            let fresh = self
+                .running
+                .lock()
+                .is_ok_and(|mut running| running.insert(job_id));
+            if fresh {
+                tokio::spawn(Arc::clone(&self).run(job_id));
+            }
+        }
+    }
+
+    /// Runs one job until it ends, re-dispatching after interruptions.
+    async fn run(self: Arc<Self>, job_id: i64) {
+        loop {
+            match self.dispatch(job_id).await {
+                Ok(()) => break,
+                Err(e) => {
+                    let store = Arc::clone(&self.store);
+                    let job = blocking(move || store.fsops_job(job_id)).await;
+                    let attempts = job.ok().flatten().map_or(0, |j| j.attempts);
+                    if attempts >= MAX_ATTEMPTS {
+                        let reason = format!("gave up after {attempts} attempts; last: {e}");
+                        self.finish_failed(job_id, None, &reason).await;
+                        break;
+                    }
+                    tracing::warn!(job = job_id, attempts, error = %e, "FsOps job interrupted; will resume");
+                    tokio::time::sleep(REDISPATCH_AFTER).await;
+                }
+            }
+        }
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&job_id);
+        }
+    }
+
+    /// The job description FsOps needs, from the engine's view of the
+    /// torrent and the catalog.
+    async fn describe(&self, row: &FsopsJobRow) -> Result<FsopsJob, DispatchError> {
+        let torrent: TorrentId = row
+            .torrent
+            .parse()
+            .map_err(|_| DispatchError::Engine(format!("bad torrent id {}", row.torrent)))?;
+        let detail: TorrentDetail = match self
+            .engine
+            .request(WorkerRequest::Engine(EngineRequest::Detail { id: torrent }))
+            .await
+        {
+            Ok(WorkerResponse::Engine(EngineResponse::Detail(detail))) => *detail,
+            Ok(other) => return Err(DispatchError::Engine(format!("answered {other:?}"))),
+            Err(e) => return Err(DispatchError::Engine(e.to_string())),
+        };
+        let store = Arc::clone(&self.store);
+        let key = row.torrent.clone();
+        let traceparent = blocking(move || store.catalog_traceparent(&key)).await?;
+        let name = detail.summary.name.clone();
+        let source = match &detail.save_subdir {
+            Some(sub) => format!("{sub}/{name}"),
+            None => name.clone(),
+        };
+        let resume_at = match row.state.as_str() {
+            "running" | "pending" => row.step.as_deref().and_then(FsopsStep::parse),
+            _ => None,
+        };
+        Ok(FsopsJob {
+            job_id: row.id,
+            torrent,
+            name,
+            source,
+            files: detail
+                .files
+                .iter()
+                .filter(|f| f.priority > 0)
+                .map(|f| JobFile {
+                    path: f.path.clone(),
+                    size: f.size,
+                })
+                .collect(),
+            category: self.torrents.catalog(&torrent).and_then(|c| c.category),
+            resume_at,
+            attempt: row.attempts + 1,
+            traceparent,
+        })
+    }
+
+    /// One dispatch: `Ok` when the job reached an end (completed, failed,
+    /// or no longer wanted), `Err` when it was interrupted.
+    async fn dispatch(&self, job_id: i64) -> Result<(), DispatchError> {
+        let store = Arc::clone(&self.store);
+        let row = blocking(move || store.fsops_job(job_id))
+            .await?
+            .ok_or(DispatchError::Gone)?;
+        if !matches!(row.state.as_str(), "pending" | "running") {
+            return Ok(());
+        }
+        let mut job = self.describe(&row).await?;
+        let torrent = job.torrent;
+        let mut conn = open(&self.params).await?;
+        // Only a dispatch that reaches FsOps counts as an attempt: FsOps
+        // being down for a while must not use up a job's attempts.
+        let store = Arc::clone(&self.store);
+        job.attempt = blocking(move || store.fsops_job_dispatched(job_id)).await?;
+        conn.send(&Envelope {
+            request_id: u64::try_from(job_id).unwrap_or(0),
+            traceparent: job.traceparent.clone(),
+            body: WorkerRequest::Fsops(FsopsRequest::Run(Box::new(job))),
+        })
+        .await?;
+        loop {
+            let frame =
+                tokio::time::timeout(SILENCE_LIMIT, conn.recv::<Envelope<WorkerResponse>>())
+                    .await
+                    .map_err(|_| DispatchError::Silent(SILENCE_LIMIT))??;
+            let Some(frame) = frame else {
+                return Err(DispatchError::Ipc(IpcError::UnexpectedMessage(
+                    "FsOps closed the job stream before its end",
+                )));
+            };
+            match frame.body {
+                WorkerResponse::Fsops(progress) => {
+                    if self.journal(job_id, torrent, progress).await? {
+                        return Ok(());
+                    }
+                }
+                WorkerResponse::Error(e) => return Err(DispatchError::Remote(e.message)),
+                _ => {
+                    return Err(DispatchError::Ipc(IpcError::UnexpectedMessage(
+                        "non-progress frame on a job stream",
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Journals one progress frame, then publishes it. `true` at the end.
+    async fn journal(
+        &self,
+        job_id: i64,
+        torrent: TorrentId,
+        progress: FsopsProgress,
+    ) -> Result<bool, DispatchError> {
+        let id = torrent.to_string();
+        match progress {
+            FsopsProgress::Started { step, .. } => {
+                let store = Arc::clone(&self.store);
+                let name = step.as_str();
+                blocking(move || store.fsops_job_step_started(job_id, name)).await?;
+                self.torrents.set_fsops(torrent, Some("running".to_owned()));
+                self.events.append(Event::FsopsStarted { torrent: id });
+                Ok(false)
+            }
+            FsopsProgress::StepStarted { step, .. } => {
+                let store = Arc::clone(&self.store);
+                blocking(move || store.fsops_job_step_started(job_id, step.as_str())).await?;
+                Ok(false)
+            }
+            FsopsProgress::StepFinished { step, outcome, .. } => {
+                let store = Arc::clone(&self.store);
+                let outcome_name = outcome.as_str();
+                blocking(move || {
+                    store.fsops_job_step_finished(job_id, step.as_str(), outcome_name)
+                })
+                .await?;
+                self.events.append(Event::FsopsStep {
+                    torrent: id,
+                    step: step.as_str().to_owned(),
+                    outcome: outcome.as_str().to_owned(),
+                });
+                Ok(false)
+            }
+            FsopsProgress::Completed { library_path, .. } => {
+                let store = Arc::clone(&self.store);
+                let path = library_path.clone();
+                blocking(move || store.fsops_job_completed(job_id, &path)).await?;
+                self.torrents
+                    .set_fsops(torrent, Some("completed".to_owned()));
+                self.events.append(Event::FsopsCompleted {
+                    torrent: id,
+                    library_path,
+                });
+                self.refresh_failed().await;
+                tracing::info!(job = job_id, torrent = %torrent, "FsOps job completed");
+                Ok(true)
+            }
+            FsopsProgress::Failed { step, reason, .. } => {
+                self.finish_failed(job_id, Some(step), &reason).await;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn finish_failed(&self, job_id: i64, step: Option<FsopsStep>, reason: &str) {
+        let store = Arc::clone(&self.store);
+        let step_name = step.map_or("dispatch", FsopsStep::as_str);
+        let why = reason.to_owned();
+        let row = blocking(move || {
+            store.fsops_job_failed(job_id, step_name, &why)?;
+            store.fsops_job(job_id)
+        })
+        .await;
+        match row {
+            Ok(Some(row)) => {
+                if let Ok(torrent) = row.torrent.parse() {
+                    self.torrents.set_fsops(torrent, Some("failed".to_owned()));
+                }
+                self.events.append(Event::FsopsFailed {
+                    torrent: row.torrent,
+                    step: step.map(|s| s.as_str().to_owned()),
+                    message: reason.to_owned(),
+                });
+                tracing::warn!(job = job_id, step = step_name, reason, "FsOps job failed");
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(job = job_id, error = %e, "cannot record the FsOps failure"),
+        }
+        self.refresh_failed().await;
+    }
+}
