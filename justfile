@@ -121,3 +121,17 @@ bench-ipc:
 fuzz seconds="60":
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
     cd ipc/fuzz && cargo +nightly fuzz run decode_frame -- -max_total_time={{seconds}}
+
+# Shell completions for `revaer` (bash, zsh, fish, elvish, powershell) in target/completions/.
+cli-completions:
+    cargo build -q -p revaer-cli
+    mkdir -p target/completions
+    for shell in bash zsh fish elvish powershell; do \
+        ./target/debug/revaer completions "$shell" > "target/completions/revaer.$shell"; \
+    done
+    @echo "wrote target/completions/revaer.{bash,zsh,fish,elvish,powershell}"
+
+# Man pages for `revaer` and each of its commands in target/man/.
+cli-man:
+    cargo build -q -p revaer-cli
+    ./target/debug/revaer man --out-dir target/man

@@ -81,6 +81,7 @@ pub async fn run(
                         Err(e) => tracing::error!(error = %e, "supervisor pushed an invalid listen address"),
                     }
                     state.rate_limits.set_default(config.api.default_rate_per_minute);
+                    state.fsops_jobs.set_moves(config.fsops.move_mode == revaer_config::MoveMode::Move);
                     let previous = state.config_revision();
                     state.set_config_revision(revision);
                     tx.send(&WorkerToSupervisor::ConfigApplied { revision }).await?;

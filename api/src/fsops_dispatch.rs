@@ -14,7 +14,7 @@
 //! (`fsops_retry`) or their torrent is removed.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -66,6 +66,9 @@ pub struct FsopsDispatcher {
     queue: mpsc::UnboundedSender<i64>,
     running: Mutex<HashSet<i64>>,
     failed_jobs: AtomicU64,
+    /// `[fsops] move_mode = "move"`: the files left the downloads dir, so
+    /// a completed job also removes its torrent from the engine.
+    moves: AtomicBool,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -103,6 +106,7 @@ impl FsopsDispatcher {
             queue,
             running: Mutex::new(HashSet::new()),
             failed_jobs: AtomicU64::new(failed),
+            moves: AtomicBool::new(false),
         });
         for job in store.fsops_jobs_unfinished()? {
             let _ = dispatcher.queue.send(job.id);
@@ -110,6 +114,11 @@ impl FsopsDispatcher {
         tokio::spawn(Arc::clone(&dispatcher).dispatch_loop(rx));
         tokio::spawn(Arc::clone(&dispatcher).follow(engine_events.subscribe()));
         Ok(dispatcher)
+    }
+
+    /// Follows `[fsops] move_mode` (at start and on every config push).
+    pub fn set_moves(&self, moves: bool) {
+        self.moves.store(moves, Ordering::Release);
     }
 
     /// Jobs that failed and await a retry (they degrade health).
@@ -365,11 +374,35 @@ impl FsopsDispatcher {
                 });
                 self.refresh_failed().await;
                 tracing::info!(job = job_id, torrent = %torrent, "FsOps job completed");
+                if self.moves.load(Ordering::Acquire) {
+                    self.stop_seeding(torrent).await;
+                }
                 Ok(true)
             }
             FsopsProgress::Failed { step, reason, .. } => {
                 self.finish_failed(job_id, Some(step), &reason).await;
                 Ok(true)
+            }
+        }
+    }
+
+    /// After a `move` job the files live in the library only: the torrent
+    /// leaves the engine (its data is gone from the downloads dir anyway).
+    async fn stop_seeding(&self, torrent: TorrentId) {
+        tracing::info!(torrent = %torrent, "files moved to the library; removing the torrent from seeding");
+        let request = EngineRequest::Remove {
+            id: torrent,
+            delete_data: false,
+        };
+        match self.engine.request(WorkerRequest::Engine(request)).await {
+            Ok(WorkerResponse::Engine(EngineResponse::Done)) => {
+                self.torrents.removed(torrent).await;
+            }
+            Ok(other) => {
+                tracing::warn!(torrent = %torrent, ?other, "engine refused the removal after a move");
+            }
+            Err(e) => {
+                tracing::warn!(torrent = %torrent, error = %e, "cannot remove the torrent after a move");
             }
         }
     }

@@ -71,6 +71,7 @@ async fn run(boot: Bootstrapped) -> Result<ControlEnd, Box<dyn std::error::Error
         &engine_events,
         params(Role::Fsops, boot.layout.fsops_socket()),
     )?;
+    fsops_jobs.set_moves(boot.init.config.fsops.move_mode == revaer_config::MoveMode::Move);
     let state = AppState::new(AppParts {
         engine,
         engine_events,

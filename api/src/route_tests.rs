@@ -649,7 +649,7 @@ async fn wait_job(h: &Harness, id: &str, state: &str) -> Value {
         let (_, _, detail) = h
             .admin(Method::GET, &format!("/v1/torrents/{id}"), &Value::Null)
             .await;
-        if detail["fsops_job"]["state"] == state {
+        if detail["fsops_job"]["state"] == state && detail["fsops"] == state {
             return detail;
         }
         assert!(

@@ -175,10 +175,20 @@ fn add_list_detail_select_act_remove_and_see_it_all_on_sse() {
     let on_disk = daemon.data.0.join("downloads/show/e01.mkv");
     assert_eq!(std::fs::read(&on_disk).unwrap(), seed.files[0].1);
 
-    // Completion recorded an FsOps job.
-    let detail = api.wait(&path, "the FsOps job", |_, d| !d["fsops_job"].is_null());
-    assert_eq!(detail["fsops_job"]["state"], "pending");
-    assert_eq!(detail["fsops"], "pending");
+    // Completion started an FsOps job, which puts it in the library.
+    let detail = api.wait(&path, "the FsOps job", |_, d| {
+        d["fsops_job"]["state"] == "completed" && d["fsops"] == "completed"
+    });
+    assert_eq!(detail["fsops_job"]["steps"].as_array().unwrap().len(), 9);
+    let library = daemon
+        .data
+        .0
+        .join("library")
+        .join(detail["fsops_job"]["library_path"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read(library.join("e01.mkv")).unwrap(),
+        seed.files[0].1
+    );
 
     // Select the .nfo after all: it downloads too.
     let (status, body) = api.post(
@@ -255,6 +265,9 @@ fn add_list_detail_select_act_remove_and_see_it_all_on_sse() {
         "state_changed",
         "files_selected",
         "completed",
+        "fsops_started",
+        "fsops_step",
+        "fsops_completed",
         "torrent_removed",
     ] {
         assert!(for_torrent.contains(&kind), "no {kind} in {for_torrent:?}");

@@ -215,9 +215,9 @@ pub fn run(
         spec.display()
     );
     let cpu1 = util::cpu_seconds(pid).unwrap_or(0.0);
-    let machine_before = util::machine_busy_seconds().unwrap_or(0.0);
+    let machine_before = util::machine_cpu().unwrap_or_default();
     let wrk = wrk::run(&spec, dir, "qbittorrent")?;
-    let machine = util::machine_busy_seconds().unwrap_or(0.0) - machine_before;
+    let machine = util::machine_cpu().unwrap_or_default().0 - machine_before.0;
     let cpu_during_wrk = util::cpu_seconds(pid).unwrap_or(0.0) - cpu1;
     let other_cpu = (machine - cpu_during_wrk - wrk.wrk_cpu).max(0.0);
     proc.check_alive()?;

@@ -72,6 +72,7 @@ pub struct Meta {
     pub generate_ms: f64,
     pub torrent_bytes: usize,
     pub nofile: u64,
+    pub nice: i32,
     pub wrk_version: String,
 }
 
@@ -202,7 +203,7 @@ pub fn render(
     );
     let _ = writeln!(
         out,
-        "Load average before {}, after {}. Whole run {:.0} s. {}; it shares the same CPUs as the servers it measures. Each `wrk` run waits (up to 60 s) for the machine to be below 0.2 busy CPUs; the CPU seconds of every process during each run are in the notes (\"other processes\": whatever else ran on this shared machine meanwhile).\n",
+        "Load average before {}, after {}. Whole run {:.0} s. {}; it shares the same CPUs as the servers it measures. Each `wrk` run waits (up to 60 s) for the machine to be below 0.2 busy CPUs; the CPU seconds of every process during each run are in the notes (\"other processes\": whatever else ran on this shared machine meanwhile, from `/proc/stat`; \"interrupts\": irq + softirq time, on loopback mostly the kernel delivering the packets). A run during which other processes used more than a quarter of a CPU is repeated (at most 3 runs) and the least disturbed one kept.\n",
         meta.load_before, meta.load_after, meta.total_secs, meta.wrk_version
     );
 
@@ -471,6 +472,13 @@ pub fn render(
         "- Open-files limit raised to {} for the SSE subscribers. Everything on 127.0.0.1; every loop is bounded in count and time.",
         meta.nofile
     );
+    if meta.nice != 0 {
+        let _ = writeln!(
+            out,
+            "- The bench ran at nice {}, inherited by everything it started (Revaer, the ceiling, qBittorrent and `wrk` alike), so that other work on this shared machine disturbed the runs less.",
+            meta.nice
+        );
+    }
     out.push('\n');
     out.push_str(&ratios.last_line());
     out.push('\n');

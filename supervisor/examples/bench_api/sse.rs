@@ -90,7 +90,8 @@ async fn subscriber(
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             start += pos + 1;
             if line.is_empty() {
-                if !data.is_empty() {
+                // Only `state_changed` (or unnamed) messages are parsed.
+                if !data.is_empty() && (event.is_empty() || event == "state_changed") {
                     let parsed: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
                     match torrent_of(&parsed) {
                         Some(torrent) if is_state_changed(&event, &parsed) => {
@@ -106,6 +107,8 @@ async fn subscriber(
                             others.fetch_add(1, Ordering::Relaxed);
                         }
                     }
+                } else if !data.is_empty() {
+                    others.fetch_add(1, Ordering::Relaxed);
                 }
                 event.clear();
                 data.clear();

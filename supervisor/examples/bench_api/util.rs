@@ -504,22 +504,28 @@ pub fn load_average() -> String {
         .unwrap_or_default()
 }
 
-/// Busy CPU seconds of the whole machine so far (every CPU; the first line
-/// of `/proc/stat` minus idle and iowait).
-pub fn machine_busy_seconds() -> Option<f64> {
+/// CPU seconds of the whole machine so far (every CPU, first line of
+/// `/proc/stat`): time in processes (user, nice, system, steal), and time in
+/// interrupts (irq, softirq: on loopback, mostly delivering the packets).
+pub fn machine_cpu() -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let ticks: Vec<u64> = line
+    let t: Vec<u64> = line
         .split_whitespace()
         .filter_map(|v| v.parse().ok())
         .collect();
+    let at = |i: usize| t.get(i).copied().unwrap_or(0);
     // user nice system idle iowait irq softirq steal (guest is in user).
-    let busy: u64 = ticks.iter().take(8).sum::<u64>()
-        - ticks.get(3).copied().unwrap_or(0)
-        - ticks.get(4).copied().unwrap_or(0);
+    let processes = at(0) + at(1) + at(2) + at(7);
+    let interrupts = at(5) + at(6);
     #[allow(clippy::cast_precision_loss)]
-    let busy = busy as f64;
-    Some(busy * tick_seconds())
+    let (p, i) = (processes as f64, interrupts as f64);
+    Some((p * tick_seconds(), i * tick_seconds()))
+}
+
+/// Busy CPU seconds of the whole machine so far.
+pub fn machine_busy_seconds() -> Option<f64> {
+    machine_cpu().map(|(p, i)| p + i)
 }
 
 /// Waits (up to `timeout`) until the machine as a whole is below

@@ -283,15 +283,28 @@ impl Seed {
         upload_limit: i32,
         trackers: Vec<String>,
     ) -> Self {
+        let contents = files
+            .iter()
+            .enumerate()
+            .map(|(i, (path, size))| ((*path).to_owned(), fixture_bytes(*size, 0x5eed + i as u64)))
+            .collect();
+        Self::with_contents(name, contents, upload_limit, trackers)
+    }
+
+    /// Seeds a multi-file v1 torrent named `name` holding exactly
+    /// `contents` (relative path, bytes).
+    pub fn with_contents(
+        name: &str,
+        contents: Vec<(String, Vec<u8>)>,
+        upload_limit: i32,
+        trackers: Vec<String>,
+    ) -> Self {
         let dir = TempDir::new("seed");
         let root = dir.0.join(name);
-        let mut contents = Vec::new();
-        for (i, (path, size)) in files.iter().enumerate() {
-            let bytes = fixture_bytes(*size, 0x5eed + i as u64);
+        for (path, bytes) in &contents {
             let full = root.join(path);
             std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-            std::fs::write(&full, &bytes).unwrap();
-            contents.push(((*path).to_owned(), bytes));
+            std::fs::write(&full, bytes).unwrap();
         }
         let torrent = libtorrent_sys::create_torrent_with(
             &root,

@@ -176,6 +176,7 @@ pub fn profile_for(
         .sandbox
         .worker_uid
         .zip(init.config.sandbox.worker_gid);
+    let mut keep_capabilities = Vec::new();
     let (name, read_write, read_only, deny_inet_sockets): (_, Vec<PathBuf>, Vec<PathBuf>, _) =
         match role {
             Role::Engine => (
@@ -191,12 +192,31 @@ pub fn profile_for(
                 ],
                 false,
             ),
-            Role::Fsops => (
-                "fsops",
-                vec![layout.downloads(), layout.library(), layout.run_dir()],
-                vec![],
-                true,
-            ),
+            Role::Fsops => {
+                // The library may live outside the data dir (`[fsops]
+                // library_root`); Landlock can only grant what exists, so
+                // it is created here, before the sandbox, as the supervisor
+                // creates `<data>/library`. Changing it later restarts
+                // FsOps (ADR 007).
+                let library = init.config.fsops.effective_library_root(layout);
+                if let Err(e) = std::fs::create_dir_all(&library) {
+                    tracing::warn!(library = %library.display(), error = %e, "cannot create the library root");
+                }
+                // chown needs CAP_CHOWN (and CAP_FOWNER to chmod what it
+                // handed over); only root can keep them.
+                if init.config.fsops.wants_chown() && nix::unistd::geteuid().is_root() {
+                    keep_capabilities = vec![
+                        revaer_sandbox::Capability::CAP_CHOWN,
+                        revaer_sandbox::Capability::CAP_FOWNER,
+                    ];
+                }
+                (
+                    "fsops",
+                    vec![layout.downloads(), library, layout.run_dir()],
+                    vec![],
+                    true,
+                )
+            }
             Role::Api | Role::Supervisor => (
                 "api",
                 vec![layout.state_api()],
@@ -215,7 +235,7 @@ pub fn profile_for(
         read_write,
         read_only,
         deny_inet_sockets,
-        keep_capabilities: Vec::new(),
+        keep_capabilities,
         switch_identity: identity,
         keep_fds: vec![control_fd],
     }
