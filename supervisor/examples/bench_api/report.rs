@@ -422,6 +422,15 @@ pub fn render(
             fmt_ms(l.post_p99_ms),
             l.listed_secs
         );
+        if l.listed_rows != l.count {
+            let _ = writeln!(
+                out,
+                "- **Revaer's list is inconsistent**: walking every page (`limit=500`, `cursor`) returned {} rows for {} distinct torrents ({} duplicate rows, all `paused`).",
+                l.listed_rows,
+                l.count,
+                l.listed_rows.saturating_sub(l.count)
+            );
+        }
     }
     if let Ok(q) = qbt {
         let _ = writeln!(

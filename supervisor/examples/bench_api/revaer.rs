@@ -126,10 +126,10 @@ impl Revaer {
         Ok((serde_json::from_slice(&body)?, body.len()))
     }
 
-    /// Walks `GET /v1/torrents?limit=500` over every page: how many
-    /// torrents are listed in each state.
-    pub fn listed_states(&self) -> Result<BTreeMap<String, usize>, BoxError> {
-        let mut states = BTreeMap::new();
+    /// Walks `GET /v1/torrents?limit=500` over every page.
+    pub fn walk_list(&self) -> Result<Listing, BoxError> {
+        let mut listing = Listing::default();
+        let mut ids = std::collections::HashSet::new();
         let mut cursor: Option<String> = None;
         for _ in 0..10_000 {
             let query = match &cursor {
@@ -139,13 +139,21 @@ impl Revaer {
             let (page, _) = self.get_json(&query)?;
             let items = page["items"].as_array().ok_or("no items in the list")?;
             for t in items {
-                *states
+                listing.rows += 1;
+                if let Some(id) = t["id"].as_str() {
+                    ids.insert(id.to_owned());
+                }
+                *listing
+                    .states
                     .entry(t["state"].as_str().unwrap_or("?").to_owned())
                     .or_insert(0) += 1;
             }
             match page["next"].as_str() {
                 Some(next) if !items.is_empty() => cursor = Some(next.to_owned()),
-                _ => return Ok(states),
+                _ => {
+                    listing.unique = ids.len();
+                    return Ok(listing);
+                }
             }
         }
         Err("the torrent list did not end after 10,000 pages".into())
@@ -163,6 +171,17 @@ impl Revaer {
     }
 }
 
+/// What a walk over every page of the list saw.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Rows over all pages.
+    pub rows: usize,
+    /// Distinct torrent ids among them.
+    pub unique: usize,
+    /// Rows per state.
+    pub states: BTreeMap<String, usize>,
+}
+
 /// The bulk load.
 #[derive(Debug, Clone)]
 pub struct LoadResult {
@@ -176,6 +195,8 @@ pub struct LoadResult {
     pub duplicates: usize,
     pub post_p50_ms: f64,
     pub post_p99_ms: f64,
+    /// Rows the full list walk returned (more than `count` = duplicates).
+    pub listed_rows: usize,
 }
 
 /// One upload; its status code.
@@ -260,7 +281,7 @@ pub fn load(
         results.len()
     );
     let want = torrents.len();
-    let mut states = BTreeMap::new();
+    let mut listing = Listing::default();
     let mut reported = Instant::now();
     poll_until(
         "Revaer to list every torrent paused",
@@ -268,17 +289,32 @@ pub fn load(
         Duration::from_millis(250),
         || {
             revaer.proc.check_alive()?;
-            states = revaer.listed_states()?;
+            listing = revaer.walk_list()?;
             if reported.elapsed() > Duration::from_secs(15) {
-                eprintln!("bench-api: Revaer lists {states:?}");
+                eprintln!(
+                    "bench-api: Revaer lists {} rows, {} distinct torrents: {:?}",
+                    listing.rows, listing.unique, listing.states
+                );
                 reported = Instant::now();
             }
-            let total: usize = states.values().sum();
-            let paused = states.get("paused").copied().unwrap_or(0);
-            Ok((total == want && paused == want).then_some(()))
+            let paused = listing.states.get("paused").copied().unwrap_or(0);
+            Ok((listing.unique == want && paused == listing.rows).then_some(()))
         },
     )
-    .map_err(|e| format!("{e}; listed: {states:?}"))?;
+    .map_err(|e| {
+        format!(
+            "{e}; listed {} rows, {} distinct torrents: {:?}",
+            listing.rows, listing.unique, listing.states
+        )
+    })?;
+    if listing.rows != listing.unique {
+        eprintln!(
+            "bench-api: Revaer's list has {} rows for {} torrents: {} duplicates",
+            listing.rows,
+            listing.unique,
+            listing.rows - listing.unique
+        );
+    }
     let listed_secs = t0.elapsed().as_secs_f64();
     Ok(LoadResult {
         count: want,
@@ -289,5 +325,6 @@ pub fn load(
         duplicates,
         post_p50_ms: util::quantile(&latencies, 0.50).unwrap_or(f64::NAN),
         post_p99_ms: util::quantile(&latencies, 0.99).unwrap_or(f64::NAN),
+        listed_rows: listing.rows,
     })
 }
