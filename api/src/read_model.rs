@@ -326,6 +326,10 @@ impl ReadModel {
             else {
                 continue;
             };
+            // Only the torrent's current place counts: never list it twice.
+            if catalog.added_at != key.0 {
+                continue;
+            }
             if !filter.matches(entry, catalog) {
                 continue;
             }
@@ -369,16 +373,28 @@ impl ReadModel {
         category: Option<String>,
     ) -> Result<Catalog, StoreError> {
         let added_at = self.catalog(&id).map_or_else(now_unix, |c| c.added_at);
-        self.store
-            .catalog_set_labels(&id.to_string(), &tags, category.as_deref(), added_at)?;
+        // The row may have been created meanwhile (the `Added` event): the
+        // stored time wins, in memory and in the listing order alike, so a
+        // torrent never holds two places in the index.
+        let added_at = self.store.catalog_set_labels(
+            &id.to_string(),
+            &tags,
+            category.as_deref(),
+            added_at,
+        )?;
         let mut inner = self.write();
+        let previous = inner.catalog.get(&id).map(|c| c.added_at);
         let catalog = inner
             .catalog
             .entry(id)
             .or_insert_with(|| default_catalog(added_at));
+        catalog.added_at = added_at;
         catalog.tags = tags;
         catalog.category = category;
         let result = catalog.clone();
+        if let Some(previous) = previous.filter(|p| *p != added_at) {
+            inner.order.remove(&(previous, id));
+        }
         if inner.torrents.contains_key(&id) {
             inner.order.insert((added_at, id));
         }

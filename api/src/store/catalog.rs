@@ -95,20 +95,21 @@ impl Store {
     }
 
     /// Sets a torrent's labels (creating its row when missing); `added_at`
-    /// only applies to a new row.
+    /// only applies to a new row. Returns the row's `added_at`.
     pub fn catalog_set_labels(
         &self,
         id: &str,
         tags: &[String],
         category: Option<&str>,
         added_at: i64,
-    ) -> Result<(), StoreError> {
-        self.conn().execute(
+    ) -> Result<i64, StoreError> {
+        Ok(self.conn().query_row(
             "INSERT INTO torrents (id, tags, category, added_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (id) DO UPDATE SET tags = excluded.tags, category = excluded.category",
+             ON CONFLICT (id) DO UPDATE SET tags = excluded.tags, category = excluded.category
+             RETURNING added_at",
             params![id, tags_to_json(tags), category, added_at],
-        )?;
-        Ok(())
+            |r| r.get(0),
+        )?)
     }
 
     /// Forgets a removed torrent (its FsOps job rows stay as history).
@@ -339,7 +340,7 @@ mod tests {
         store
             .catalog_ensure(&[A.to_owned(), B.to_owned()], 200)
             .unwrap();
-        store.catalog_set_labels(B, &[], None, 300).unwrap();
+        assert_eq!(store.catalog_set_labels(B, &[], None, 300).unwrap(), 200);
         let mut rows = store.catalog_all().unwrap();
         rows.sort_by(|x, y| x.id.cmp(&y.id));
         assert_eq!(rows[0].tags, vec!["tv".to_owned()]);
