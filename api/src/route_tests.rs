@@ -842,3 +842,44 @@ async fn every_documented_route_enforces_auth_and_scope() {
     let (status, _, _) = h.call(Method::GET, "/v1/events", None, None, "").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_add_requests_trace_context_reaches_the_fsops_job() {
+    let h = Harness::start().await;
+    h.fsops.release();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let boundary = "tp-boundary";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"torrent\"; filename=\"t\"\r\n\r\nd4:trace\r\n--{boundary}--\r\n"
+    );
+    let request = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri("/v1/torrents")
+        .header("authorization", format!("Bearer {}", h.admin_key))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .header("traceparent", traceparent)
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(h.router.clone(), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let id: TorrentId = serde_json::from_slice::<Value>(&bytes).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    h.engine
+        .emit(revaer_ipc::engine::EngineEvent::Completed { id });
+    wait_job(&h, &id.to_string(), "completed").await;
+    let jobs = h.fsops.jobs.lock().unwrap().clone();
+    assert_eq!(jobs[0].traceparent.as_deref(), Some(traceparent));
+    // A malformed header is not remembered.
+    assert!(!revaer_ipc::trace::validate_traceparent("00-xyz"));
+}
