@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 /// What a client was told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Acked {
-    Added { tag: String },
+    Added {
+        tag: String,
+    },
     /// A remove was sent but not answered: either outcome is correct.
     RemoveInFlight,
     Removed,
@@ -77,7 +79,10 @@ fn burst(
                         Err(_) => return, // the daemon is gone
                     }
                     if i % 5 == 4 {
-                        acked.lock().unwrap().insert(id.clone(), Acked::RemoveInFlight);
+                        acked
+                            .lock()
+                            .unwrap()
+                            .insert(id.clone(), Acked::RemoveInFlight);
                         let removed = http
                             .post(format!("{url}/v1/torrents/{id}/action"))
                             .bearer_auth(&key)
