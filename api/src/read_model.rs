@@ -376,12 +376,9 @@ impl ReadModel {
         // The row may have been created meanwhile (the `Added` event): the
         // stored time wins, in memory and in the listing order alike, so a
         // torrent never holds two places in the index.
-        let added_at = self.store.catalog_set_labels(
-            &id.to_string(),
-            &tags,
-            category.as_deref(),
-            added_at,
-        )?;
+        let added_at =
+            self.store
+                .catalog_set_labels(&id.to_string(), &tags, category.as_deref(), added_at)?;
         let mut inner = self.write();
         let previous = inner.catalog.get(&id).map(|c| c.added_at);
         let catalog = inner

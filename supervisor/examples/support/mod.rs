@@ -78,3 +78,41 @@ pub fn api_url(data: &Path) -> Option<String> {
     let url = url.trim().to_owned();
     (!url.is_empty()).then_some(url)
 }
+
+impl Daemon {
+    /// Starts the `revaerd` found in `bin_dir` on `data`, appending its
+    /// stderr (the daemon's log) to `log`, with `RUST_LOG` from the
+    /// environment or `info`, without colours.
+    pub fn start_logged(bin_dir: &Path, data: &Path, log: &Path) -> Result<Self, BoxError> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        Ok(Self(
+            Command::new(bin_dir.join("revaerd"))
+                .arg("--data-dir")
+                .arg(data)
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+                )
+                .env("NO_COLOR", "1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log))
+                .spawn()?,
+        ))
+    }
+
+    /// SIGTERM, then waits up to `deadline` for the exit; its code (`None`
+    /// when killed by a signal). Fails if it does not exit in time.
+    pub fn terminate(&mut self, deadline: Duration) -> Result<Option<i32>, BoxError> {
+        Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()?;
+        let status = wait_for(deadline, Duration::from_millis(20), || {
+            self.0.try_wait().ok().flatten()
+        })?;
+        Ok(status.code())
+    }
+}
