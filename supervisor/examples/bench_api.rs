@@ -20,6 +20,8 @@
 
 #[path = "bench_api/ceiling.rs"]
 mod ceiling;
+#[path = "bench_api/profile.rs"]
+mod profile;
 #[path = "bench_api/qbittorrent.rs"]
 mod qbittorrent;
 #[path = "bench_api/report.rs"]
@@ -87,6 +89,11 @@ struct Args {
     /// work on a shared machine from disturbing the runs.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
     nice: i32,
+    /// Also profile Revaer's API worker with `perf` during an extra,
+    /// unmeasured `wrk` run of each list, and add the hottest symbols to
+    /// the report.
+    #[arg(long)]
+    perf: bool,
     /// Where to write the report (default: bench/results/api.md in the workspace).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -163,6 +170,9 @@ impl Args {
         );
         opt("nice", self.nice.to_string(), defaults.nice.to_string());
         opt("only", self.only.join(","), String::new());
+        if self.perf {
+            line.push_str(" --perf");
+        }
         line
     }
 }
@@ -208,10 +218,10 @@ fn cpu_split(before: &[(u32, f64)], after: &[(u32, f64)], wrk_cpu: Option<f64>) 
 }
 
 /// Most `wrk` attempts per measurement.
-const ATTEMPTS: u32 = 3;
+pub const ATTEMPTS: u32 = 3;
 /// Share of one CPU other processes may use during a run before it is
 /// repeated (this machine is shared).
-const MAX_INTERFERENCE: f64 = 0.25;
+pub const MAX_INTERFERENCE: f64 = 0.25;
 
 /// A `wrk` run against a server whose processes are `pids` (`label` names
 /// them when their executable name would not). Repeated (up to
@@ -400,9 +410,28 @@ fn run_revaer(
     )?;
     daemon.proc.check_alive()?;
 
+    let mut profiles = Vec::new();
+    if args.perf {
+        let api = pids
+            .iter()
+            .copied()
+            .find(|&p| util::comm(p) == "revaer-api")
+            .ok_or("no revaer-api process")?;
+        for (tag, spec) in [("list", &list.spec), ("filtered", &filtered.spec)] {
+            match profile::profile(spec, api, work, tag) {
+                Ok(summary) => profiles.push(summary),
+                Err(e) => profiles.push(format!("`perf` failed: {e}\n")),
+            }
+        }
+        daemon.proc.check_alive()?;
+    }
+
     let rounds = usize::try_from(args.sse_rounds)?;
     let me = std::process::id();
+    let busy = util::wait_machine_quiet(0.2, Duration::from_secs(60));
+    eprintln!("bench-api: SSE (machine busy {busy:.2} CPUs before)");
     let sse_before = util::cpu_of(&[pids.as_slice(), &[me]].concat());
+    let sse_machine_before = util::machine_cpu().unwrap_or_default();
     let sse_started = Instant::now();
     let sse = daemon
         .first_ids(rounds)
@@ -428,6 +457,16 @@ fn run_revaer(
     if let Some(last) = sse_cpu.0.last_mut() {
         "bench_api (the subscribers)".clone_into(&mut last.0);
     }
+    let sse_machine = util::machine_cpu().unwrap_or_default();
+    let ours: f64 = sse_cpu.0.iter().map(|(_, c)| c).sum();
+    sse_cpu.0.push((
+        "other processes".to_owned(),
+        (sse_machine.0 - sse_machine_before.0 - ours).max(0.0),
+    ));
+    sse_cpu.0.push((
+        "interrupts".to_owned(),
+        sse_machine.1 - sse_machine_before.1,
+    ));
     match &sse {
         Ok(s) => eprintln!(
             "bench-api: SSE: {} pairs, p50 {:.2} ms, p99 {:.2} ms, missing {}",
@@ -451,6 +490,7 @@ fn run_revaer(
         sse_cpu,
         sse_secs,
         stop_secs,
+        profiles,
     })
 }
 
@@ -474,12 +514,34 @@ fn run_ceiling(args: &Args, work: &Path, body_file: &Path) -> Result<Measured, B
     measured
 }
 
+/// Puts the scheduler autogroup's nice value back when dropped.
+struct AutogroupRestore(Option<String>);
+
+impl AutogroupRestore {
+    fn new() -> Self {
+        // `/autogroup-44 nice 0`
+        Self(
+            std::fs::read_to_string("/proc/self/autogroup")
+                .ok()
+                .and_then(|s| s.split_whitespace().nth(2).map(str::to_owned)),
+        )
+    }
+}
+
+impl Drop for AutogroupRestore {
+    fn drop(&mut self) {
+        if let Some(nice) = &self.0 {
+            let _ = std::fs::write("/proc/self/autogroup", nice);
+        }
+    }
+}
+
 /// `wrk --version` prints its version and exits 1.
 fn wrk_version() -> String {
     let text = command_output("wrk", &["--version"]).unwrap_or_else(|e| e);
     text.lines()
-        .find_map(|l| l.find("wrk ").map(|at| l[at..].to_owned()))
-        .and_then(|l| l.split(" Copyright").next().map(str::to_owned))
+        .find(|l| l.starts_with("wrk "))
+        .and_then(|l| l.split(" Copyright").next().map(|v| v.trim().to_owned()))
         .unwrap_or_else(|| "wrk (unknown version)".to_owned())
 }
 
@@ -553,17 +615,29 @@ fn bench(args: &Args) -> Result<(), BoxError> {
         return Err("wrk is not installed (apt package wrk; `just bench-api` installs it)".into());
     }
     let nofile = util::raise_nofile()?;
+    let mut priority = String::new();
+    let _restore = AutogroupRestore::new();
     if args.nice != 0 {
         // Inherited by every child started from here on.
-        command_output(
-            "renice",
-            &[
-                "-n",
-                &args.nice.to_string(),
-                "-p",
-                &std::process::id().to_string(),
-            ],
-        )?;
+        let pid = std::process::id().to_string();
+        command_output("renice", &["-n", &args.nice.to_string(), "-p", &pid])?;
+        // With autogroup scheduling, CPU is shared between sessions first
+        // and nice only ranks processes within one: give this session's
+        // group the same nice value.
+        priority = match std::fs::write("/proc/self/autogroup", args.nice.to_string()) {
+            Ok(()) => format!(
+                "nice {} for the bench's processes and its scheduler autogroup ({})",
+                args.nice,
+                std::fs::read_to_string("/proc/self/autogroup")
+                    .unwrap_or_default()
+                    .trim()
+            ),
+            Err(e) => format!(
+                "nice {} for the bench's processes (its scheduler autogroup kept its weight: {e})",
+                args.nice
+            ),
+        };
+        eprintln!("bench-api: {priority}");
     }
     let bin_dir = support::release_dir().map_err(|e| e.to_string())?;
     let out_path = match &args.out {
@@ -651,7 +725,7 @@ fn bench(args: &Args) -> Result<(), BoxError> {
         generate_ms,
         torrent_bytes,
         nofile,
-        nice: args.nice,
+        priority,
         wrk_version: wrk_version(),
     };
     let text = report::render(&meta, revaer.as_ref(), ceiling.as_ref(), qbt.as_ref());

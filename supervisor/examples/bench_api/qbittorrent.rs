@@ -39,6 +39,8 @@ pub struct QbtResult {
     pub cpu_during_wrk: f64,
     /// CPU seconds of everything else on the machine during the run.
     pub other_cpu: f64,
+    /// `wrk` runs made.
+    pub attempts: u32,
 }
 
 /// Writes the profile's `qBittorrent.conf`.
@@ -209,17 +211,40 @@ pub fn run(
         url,
         bearer: None,
     };
-    let busy = util::wait_machine_quiet(0.2, Duration::from_secs(60));
-    eprintln!(
-        "bench-api: qBittorrent: {} (machine busy {busy:.2} CPUs before)",
-        spec.display()
-    );
-    let cpu1 = util::cpu_seconds(pid).unwrap_or(0.0);
-    let machine_before = util::machine_cpu().unwrap_or_default();
-    let wrk = wrk::run(&spec, dir, "qbittorrent")?;
-    let machine = util::machine_cpu().unwrap_or_default().0 - machine_before.0;
-    let cpu_during_wrk = util::cpu_seconds(pid).unwrap_or(0.0) - cpu1;
-    let other_cpu = (machine - cpu_during_wrk - wrk.wrk_cpu).max(0.0);
+    // Same policy as for the other runs: repeated while other processes
+    // used more than a quarter of a CPU, the least disturbed run kept.
+    let mut best: Option<(f64, WrkResult, f64, f64)> = None;
+    let mut attempts = 0;
+    for attempt in 1..=crate::ATTEMPTS {
+        attempts = attempt;
+        let busy = util::wait_machine_quiet(0.2, Duration::from_secs(60));
+        eprintln!(
+            "bench-api: qBittorrent: {} (attempt {attempt}, machine busy {busy:.2} CPUs before)",
+            spec.display()
+        );
+        let cpu1 = util::cpu_seconds(pid).unwrap_or(0.0);
+        let machine_before = util::machine_cpu().unwrap_or_default();
+        let run = wrk::run(&spec, dir, &format!("qbittorrent-{attempt}"))?;
+        let machine = util::machine_cpu().unwrap_or_default().0 - machine_before.0;
+        let cpu = util::cpu_seconds(pid).unwrap_or(0.0) - cpu1;
+        let other = (machine - cpu - run.wrk_cpu).max(0.0);
+        let interference = other / run.seconds.max(1.0);
+        eprintln!(
+            "bench-api: qBittorrent: {:.2} req/s, p50 {:.1} ms, p99 {:.1} ms; other processes {:.0} % of a CPU",
+            run.rps,
+            run.p50_ms,
+            run.p99_ms,
+            interference * 100.0
+        );
+        if best.as_ref().is_none_or(|(b, ..)| interference < *b) {
+            best = Some((interference, run, cpu, other));
+        }
+        if interference <= crate::MAX_INTERFERENCE || util::stop_requested() {
+            break;
+        }
+        proc.check_alive()?;
+    }
+    let (_, wrk, cpu_during_wrk, other_cpu) = best.ok_or("no wrk run")?;
     proc.check_alive()?;
     let after = util::tree_rss(pid);
     eprintln!(
@@ -247,5 +272,6 @@ pub fn run(
         wrk,
         cpu_during_wrk,
         other_cpu,
+        attempts,
     })
 }

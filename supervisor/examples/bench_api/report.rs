@@ -56,6 +56,8 @@ pub struct RevaerPart {
     pub sse_cpu: CpuSplit,
     pub sse_secs: f64,
     pub stop_secs: f64,
+    /// `--perf` summaries, one per list.
+    pub profiles: Vec<String>,
 }
 
 /// Run facts.
@@ -72,7 +74,8 @@ pub struct Meta {
     pub generate_ms: f64,
     pub torrent_bytes: usize,
     pub nofile: u64,
-    pub nice: i32,
+    /// How the bench raised its scheduling priority, if it did.
+    pub priority: String,
     pub wrk_version: String,
 }
 
@@ -292,7 +295,7 @@ pub fn render(
                 result: q.wrk.clone(),
                 body_bytes: q.body_bytes,
                 cpu: CpuSplit(vec![("qbittorrent-nox".to_owned(), q.cpu_during_wrk)]),
-                attempts: 1,
+                attempts: q.attempts,
             },
             &format!(
                 "one connection, --timeout {} s; CPU: qbittorrent-nox {:.1} s over the run ({:.2} CPU s per request), wrk {:.1} s, other processes {:.1} s; a single request before the run took {} ({:.2} CPU s)",
@@ -316,6 +319,53 @@ pub fn render(
         }
     }
     out.push('\n');
+
+    if let Ok(r) = revaer {
+        let _ = writeln!(out, "## Where Revaer's API worker spends its CPU\n");
+        #[allow(clippy::cast_precision_loss)]
+        let per_request = |m: &Measured| {
+            let api: f64 = m
+                .cpu
+                .0
+                .iter()
+                .filter(|(n, _)| n == "revaer-api")
+                .map(|(_, c)| c)
+                .sum();
+            api / m.result.requests.max(1) as f64 * 1e6
+        };
+        let _ = writeln!(
+            out,
+            "CPU per request in `revaer-api`: {:.0} µs for `limit=100`, {:.0} µs for the filtered list; the ceiling spends {} µs per request on the same body.\n",
+            per_request(&r.list),
+            per_request(&r.filtered),
+            ceiling.map_or_else(
+                |_| "n/a".to_owned(),
+                |c| format!("{:.0}", {
+                    #[allow(clippy::cast_precision_loss)]
+                    let per = c
+                        .cpu
+                        .0
+                        .iter()
+                        .filter(|(n, _)| n == "axum ceiling")
+                        .map(|(_, v)| v)
+                        .sum::<f64>()
+                        / c.result.requests.max(1) as f64
+                        * 1e6;
+                    per
+                })
+            )
+        );
+        if r.profiles.is_empty() {
+            let _ = writeln!(
+                out,
+                "(`just bench-api --perf` adds `perf` profiles of the API worker here.)\n"
+            );
+        }
+        for p in &r.profiles {
+            out.push_str(p);
+            out.push('\n');
+        }
+    }
 
     let _ = writeln!(out, "## SSE fan-out\n");
     match revaer.map(|r| (&r.sse, r)) {
@@ -349,6 +399,20 @@ pub fn render(
                 "| the action request itself | {} | | {} | |\n",
                 fmt_ms(s.action_p50_ms),
                 fmt_ms(s.action_p99_ms)
+            );
+            let worst = s
+                .worst_rounds
+                .iter()
+                .map(|(round, ms)| format!("round {round}: {}", fmt_ms(*ms)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(
+                out,
+                "Per round, the slowest of the {} subscribers: median {} over {} rounds; {} rounds above 50 ms; slowest rounds: {worst}.\n",
+                s.subscribers,
+                fmt_ms(s.round_max_p50_ms),
+                s.rounds,
+                s.slow_rounds
             );
             let _ = writeln!(
                 out,
@@ -481,11 +545,11 @@ pub fn render(
         "- Open-files limit raised to {} for the SSE subscribers. Everything on 127.0.0.1; every loop is bounded in count and time.",
         meta.nofile
     );
-    if meta.nice != 0 {
+    if !meta.priority.is_empty() {
         let _ = writeln!(
             out,
-            "- The bench ran at nice {}, inherited by everything it started (Revaer, the ceiling, qBittorrent and `wrk` alike), so that other work on this shared machine disturbed the runs less.",
-            meta.nice
+            "- Scheduling: {}, inherited by everything it started (Revaer, the ceiling, qBittorrent and `wrk` alike), so that other work on this shared machine disturbed the runs less.",
+            meta.priority
         );
     }
     out.push('\n');

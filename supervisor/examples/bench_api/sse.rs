@@ -37,6 +37,12 @@ pub struct SseResult {
     pub action_p99_ms: f64,
     /// Other events the subscribers received meanwhile (all kinds).
     pub other_events: usize,
+    /// Per round, the latency of its slowest subscriber: median over rounds.
+    pub round_max_p50_ms: f64,
+    /// Rounds whose slowest subscriber waited more than 50 ms.
+    pub slow_rounds: usize,
+    /// The three slowest rounds: (round, slowest subscriber's ms).
+    pub worst_rounds: Vec<(usize, f64)>,
 }
 
 /// A `state_changed` event one subscriber parsed.
@@ -230,6 +236,7 @@ pub fn run(
         let mut from_ack = Vec::with_capacity(ids.len() * subscribers);
         let mut action_ms = Vec::with_capacity(ids.len());
         let mut missing = 0;
+        let mut round_max: Vec<(usize, f64)> = Vec::with_capacity(ids.len());
         for (round, id) in ids.iter().enumerate() {
             if util::stop_requested() {
                 return Err("interrupted".into());
@@ -241,6 +248,7 @@ pub fn run(
             let acked = Instant::now();
             action_ms.push((acked - sent).as_secs_f64() * 1000.0);
             let until = sent + round_timeout;
+            let mut slowest: f64 = 0.0;
             while got < subscribers {
                 let left = until.saturating_duration_since(Instant::now());
                 let Ok(Some((sub, receipt))) = tokio::time::timeout(left, rx.recv()).await else {
@@ -251,9 +259,12 @@ pub fn run(
                 }
                 seen[sub] = true;
                 got += 1;
-                latencies.push((receipt.at - sent).as_secs_f64() * 1000.0);
+                let ms = (receipt.at - sent).as_secs_f64() * 1000.0;
+                slowest = slowest.max(ms);
+                latencies.push(ms);
                 from_ack.push(receipt.at.saturating_duration_since(acked).as_secs_f64() * 1000.0);
             }
+            round_max.push((round, slowest));
             missing += subscribers - got;
             if got < subscribers {
                 eprintln!(
@@ -271,6 +282,11 @@ pub fn run(
         }
         latencies.sort_by(f64::total_cmp);
         from_ack.sort_by(f64::total_cmp);
+        let mut maxima: Vec<f64> = round_max.iter().map(|&(_, ms)| ms).collect();
+        maxima.sort_by(f64::total_cmp);
+        round_max.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let slow_rounds = round_max.iter().filter(|&&(_, ms)| ms > 50.0).count();
+        round_max.truncate(3);
         action_ms.sort_by(f64::total_cmp);
         Ok(SseResult {
             subscribers,
@@ -287,6 +303,9 @@ pub fn run(
             action_p50_ms: quantile_ms(&action_ms, 0.50),
             action_p99_ms: quantile_ms(&action_ms, 0.99),
             other_events,
+            round_max_p50_ms: quantile_ms(&maxima, 0.5),
+            slow_rounds,
+            worst_rounds: round_max,
         })
     })
 }
