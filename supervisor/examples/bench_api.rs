@@ -538,7 +538,18 @@ impl Drop for AutogroupRestore {
 
 /// `wrk --version` prints its version and exits 1.
 fn wrk_version() -> String {
-    let text = command_output("wrk", &["--version"]).unwrap_or_else(|e| e);
+    let Ok(out) = std::process::Command::new("wrk")
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+    else {
+        return "wrk (unknown version)".to_owned();
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     text.lines()
         .find(|l| l.starts_with("wrk "))
         .and_then(|l| l.split(" Copyright").next().map(|v| v.trim().to_owned()))

@@ -247,10 +247,6 @@ pub fn run(
     let (_, wrk, cpu_during_wrk, other_cpu) = best.ok_or("no wrk run")?;
     proc.check_alive()?;
     let after = util::tree_rss(pid);
-    eprintln!(
-        "bench-api: qBittorrent: {:.2} req/s, p50 {:.1} ms, p99 {:.1} ms",
-        wrk.rps, wrk.p50_ms, wrk.p99_ms
-    );
     let stop = proc.stop()?;
     eprintln!(
         "bench-api: qBittorrent stopped in {:.1} s",
