@@ -713,7 +713,7 @@ fn translate(coalescer: &mut Coalescer, event: EngineEvent, now: Instant) -> Vec
                 out.push(progress);
             }
         }
-        EngineEvent::Completed { id } => {
+        EngineEvent::Completed { id, .. } => {
             let torrent = ordered(coalescer, id, &mut out);
             out.push(Event::Completed { torrent });
         }
@@ -1173,7 +1173,14 @@ mod tests {
             )
             .is_empty()
         );
-        let out = translate(&mut c, EngineEvent::Completed { id: tid(1) }, ms(20));
+        let out = translate(
+            &mut c,
+            EngineEvent::Completed {
+                id: tid(1),
+                traceparent: None,
+            },
+            ms(20),
+        );
         assert_eq!(out.len(), 2);
         assert_eq!(progress_of(&out[0]), Some(0.00002));
         assert_eq!(out[1], completed(1));
@@ -1282,7 +1289,12 @@ mod tests {
 
         // Overflow the engine broadcast before the feed can run.
         for n in 0..10 {
-            engine.send(EngineEvent::Completed { id: tid(n) }).unwrap();
+            engine
+                .send(EngineEvent::Completed {
+                    id: tid(n),
+                    traceparent: None,
+                })
+                .unwrap();
         }
         let after_lag = live.recv().await.unwrap();
         assert!(matches!(after_lag.event, Event::Completed { .. }));

@@ -151,7 +151,9 @@ impl FsopsDispatcher {
     async fn follow(self: Arc<Self>, mut events: broadcast::Receiver<EngineEvent>) {
         loop {
             match events.recv().await {
-                Ok(EngineEvent::Completed { id }) => self.completed(id).await,
+                Ok(EngineEvent::Completed { id, traceparent }) => {
+                    self.completed(id, traceparent).await
+                }
                 Ok(EngineEvent::Removed { id }) => {
                     let store = Arc::clone(&self.store);
                     let key = id.to_string();
@@ -173,10 +175,17 @@ impl FsopsDispatcher {
     }
 
     /// Records the job for a completed torrent (once) and dispatches it.
-    async fn completed(&self, id: TorrentId) {
+    /// The engine's download span (when it has one) becomes the torrent's
+    /// remembered trace, so the job — and any resumption of it after a
+    /// restart — is its child (ADR 008).
+    async fn completed(&self, id: TorrentId, traceparent: Option<String>) {
         let store = Arc::clone(&self.store);
         let key = id.to_string();
+        let traceparent = traceparent.filter(|t| revaer_ipc::trace::validate_traceparent(t));
         let created = blocking(move || {
+            if let Some(tp) = &traceparent {
+                store.catalog_set_traceparent(&key, tp)?;
+            }
             let created = store.fsops_job_create(&key)?;
             Ok((created, store.fsops_job_latest(&key)?))
         })
@@ -383,6 +392,10 @@ impl FsopsDispatcher {
                 self.finish_failed(job_id, Some(step), &reason).await;
                 Ok(true)
             }
+            FsopsProgress::Spans(spans) => {
+                relay_spans(spans);
+                Ok(false)
+            }
         }
     }
 
@@ -433,4 +446,29 @@ impl FsopsDispatcher {
         }
         self.refresh_failed().await;
     }
+}
+
+/// Exports FsOps' spans (it has no network, ADR 008), bounded in count and
+/// size whatever FsOps sent.
+fn relay_spans(spans: Vec<revaer_ipc::trace::SpanRecord>) {
+    use revaer_ipc::trace::{MAX_RELAYED_SPANS, MAX_RELAYED_TEXT};
+    let bounded = spans
+        .into_iter()
+        .take(MAX_RELAYED_SPANS)
+        .filter(|s| s.name.len() <= MAX_RELAYED_TEXT && s.attributes.len() <= 16)
+        .map(|mut s| {
+            s.attributes
+                .retain(|(k, v)| k.len() <= MAX_RELAYED_TEXT && v.len() <= MAX_RELAYED_TEXT);
+            if let Some(e) = &mut s.error
+                && e.len() > MAX_RELAYED_TEXT
+            {
+                let mut cut = MAX_RELAYED_TEXT;
+                while !e.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                e.truncate(cut);
+            }
+            s
+        });
+    revaer_telemetry::relay("revaer-fsops", bounded);
 }

@@ -21,6 +21,7 @@ pub mod keys_routes;
 pub mod links;
 pub mod metrics;
 pub mod openapi;
+pub mod otel;
 pub mod problem;
 pub mod rate_limit;
 pub mod read_model;

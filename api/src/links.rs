@@ -49,6 +49,7 @@ pub enum LinkError {
 
 type Request = (
     WorkerRequest,
+    Option<String>,
     oneshot::Sender<Result<WorkerResponse, LinkError>>,
 );
 
@@ -98,11 +99,12 @@ impl WorkerLink {
         self.wake.notify_one();
     }
 
-    /// Sends one request and waits for its response.
+    /// Sends one request and waits for its response. Made while serving
+    /// an HTTP request, it carries that request's trace context.
     pub async fn request(&self, request: WorkerRequest) -> Result<WorkerResponse, LinkError> {
         let (tx, rx) = oneshot::channel();
         self.requests
-            .try_send((request, tx))
+            .try_send((request, crate::otel::current_traceparent(), tx))
             .map_err(|_| LinkError::Busy(self.role))?;
         rx.await.map_err(|_| LinkError::NotConnected(self.role))?
     }
@@ -138,7 +140,7 @@ async fn run(
                     s.last_error = Some(e.to_string());
                 });
                 // Refuse queued requests rather than letting them wait.
-                while let Ok((_, reply)) = requests.try_recv() {
+                while let Ok((_, _, reply)) = requests.try_recv() {
                     let _ = reply.send(Err(LinkError::NotConnected(params.role)));
                 }
                 tokio::select! {
@@ -182,7 +184,7 @@ async fn serve(
     loop {
         tokio::select! {
             _ = ping_timer.tick() => {
-                match round_trip(&mut conn, WorkerRequest::Ping, next_id).await {
+                match round_trip(&mut conn, WorkerRequest::Ping, None, next_id).await {
                     Ok(WorkerResponse::Pong(pong)) => status.send_modify(|s| {
                         s.last_pong = Some(*pong);
                         s.last_pong_at = Some(Instant::now());
@@ -200,8 +202,8 @@ async fn serve(
                     Err(e) => e,
                 };
             }
-            Some((request, reply)) = requests.recv() => {
-                match round_trip(&mut conn, request, next_id).await {
+            Some((request, traceparent, reply)) = requests.recv() => {
+                match round_trip(&mut conn, request, traceparent, next_id).await {
                     Ok(response) => { let _ = reply.send(Ok(response)); }
                     Err(e) => {
                         let _ = reply.send(Err(LinkError::NotConnected(params.role)));
@@ -216,13 +218,14 @@ async fn serve(
 async fn round_trip(
     conn: &mut Connection<Stream>,
     body: WorkerRequest,
+    traceparent: Option<String>,
     next_id: &mut u64,
 ) -> Result<WorkerResponse, IpcError> {
     *next_id = next_id.wrapping_add(1);
     let request_id = *next_id;
     conn.send(&Envelope {
         request_id,
-        traceparent: None,
+        traceparent,
         body,
     })
     .await?;

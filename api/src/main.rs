@@ -35,7 +35,10 @@ fn main() -> ExitCode {
             return ExitCode::from(71);
         }
     };
-    match runtime.block_on(run(boot)) {
+    let ended = runtime.block_on(run(boot));
+    drop(runtime);
+    revaer_telemetry::shutdown();
+    match ended {
         Ok(ControlEnd::Shutdown) => ExitCode::SUCCESS,
         Ok(ControlEnd::SupervisorGone) => ExitCode::from(75),
         Err(e) => {

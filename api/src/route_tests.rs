@@ -638,8 +638,10 @@ async fn completed_upload(h: &Harness, name: &[u8]) -> (String, TorrentId) {
     assert_eq!(status, StatusCode::CREATED, "{value}");
     let id = value["id"].as_str().unwrap().to_owned();
     let tid: TorrentId = id.parse().unwrap();
-    h.engine
-        .emit(revaer_ipc::engine::EngineEvent::Completed { id: tid });
+    h.engine.emit(revaer_ipc::engine::EngineEvent::Completed {
+        id: tid,
+        traceparent: None,
+    });
     (id, tid)
 }
 
@@ -678,8 +680,10 @@ async fn completion_runs_an_fsops_job_once_and_shows_its_steps() {
     assert_eq!(detail["fsops"], "completed");
     // Completion reported again (engine restart): no second job.
     let tid: TorrentId = id.parse().unwrap();
-    h.engine
-        .emit(revaer_ipc::engine::EngineEvent::Completed { id: tid });
+    h.engine.emit(revaer_ipc::engine::EngineEvent::Completed {
+        id: tid,
+        traceparent: None,
+    });
     let mut kinds = Vec::new();
     while !kinds.contains(&"fsops_completed".to_owned()) {
         let e = tokio::time::timeout(std::time::Duration::from_secs(5), live.recv())
@@ -875,8 +879,10 @@ async fn the_add_requests_trace_context_reaches_the_fsops_job() {
         .unwrap()
         .parse()
         .unwrap();
-    h.engine
-        .emit(revaer_ipc::engine::EngineEvent::Completed { id });
+    h.engine.emit(revaer_ipc::engine::EngineEvent::Completed {
+        id,
+        traceparent: None,
+    });
     wait_job(&h, &id.to_string(), "completed").await;
     let jobs = h.fsops.jobs.lock().unwrap().clone();
     assert_eq!(jobs[0].traceparent.as_deref(), Some(traceparent));

@@ -89,6 +89,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             Arc::clone(&state),
             crate::metrics::track,
         ))
+        // Outermost per-route layer: the span covers auth and rate limits.
+        .layer(axum::middleware::from_fn(crate::otel::trace_request))
         .with_state(state)
         .layer(axum::middleware::map_response(problem_for_bare_errors))
         .layer(CatchPanicLayer::custom(panic_to_problem))

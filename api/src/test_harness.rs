@@ -207,7 +207,7 @@ fn error(kind: EngineErrorKind, message: &str) -> EngineResponse {
 }
 
 impl Service for FakeEngine {
-    async fn handle(&self, request: EngineRequest) -> EngineResponse {
+    async fn handle(&self, request: EngineRequest, _traceparent: Option<String>) -> EngineResponse {
         self.requests.lock().unwrap().push(request.clone());
         match request {
             EngineRequest::Add(add) => self.add(&add.source, add.paused),
@@ -625,7 +625,11 @@ impl FakeFsops {
 }
 
 impl Service for FakeFsops {
-    async fn handle(&self, _request: EngineRequest) -> EngineResponse {
+    async fn handle(
+        &self,
+        _request: EngineRequest,
+        _traceparent: Option<String>,
+    ) -> EngineResponse {
         error(EngineErrorKind::Invalid, "not an engine")
     }
 

@@ -310,6 +310,10 @@ pub enum EngineEvent {
     Progress(Box<TorrentSummary>),
     Completed {
         id: TorrentId,
+        /// The engine's span of this download (ADR 008): FsOps' job joins
+        /// the trace the torrent was added in. `None` when the engine does
+        /// not know it (added before a restart, or added untraced).
+        traceparent: Option<String>,
     },
     Removed {
         id: TorrentId,

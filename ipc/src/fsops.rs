@@ -153,6 +153,11 @@ pub enum FsopsProgress {
         step: FsopsStep,
         reason: String,
     },
+    /// The job's spans, sent just before `Completed` or `Failed` when the
+    /// job carried a sampled `traceparent`; the API exports them (FsOps has
+    /// no network, ADR 008). At most
+    /// [`MAX_RELAYED_SPANS`](crate::trace::MAX_RELAYED_SPANS).
+    Spans(Vec<crate::trace::SpanRecord>),
 }
 
 #[cfg(test)]

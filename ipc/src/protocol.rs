@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::BootSecret;
 
 /// Version of this protocol. Both ends of every channel must agree exactly.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Which process is speaking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -5,6 +5,8 @@
 //! it only after [`validate_traceparent`] accepts it, so a malformed or
 //! oversized value never propagates through the system.
 
+use serde::{Deserialize, Serialize};
+
 /// Length of a version-`00` `traceparent`.
 pub const TRACEPARENT_LEN: usize = 55;
 
@@ -38,6 +40,89 @@ pub fn validate_traceparent(s: &str) -> bool {
         && is_lower_hex(parent_id)
         && !all_zero(parent_id)
         && is_lower_hex(flags)
+}
+
+/// The ids carried by a valid `traceparent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// Parses a `traceparent` that [`validate_traceparent`] accepts.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        if !validate_traceparent(s) {
+            return None;
+        }
+        let mut trace_id = [0_u8; 16];
+        let mut span_id = [0_u8; 8];
+        decode_hex(&s.as_bytes()[3..35], &mut trace_id)?;
+        decode_hex(&s.as_bytes()[36..52], &mut span_id)?;
+        let mut flags = [0_u8; 1];
+        decode_hex(&s.as_bytes()[53..55], &mut flags)?;
+        Some(Self {
+            trace_id,
+            span_id,
+            flags: flags[0],
+        })
+    }
+
+    /// Whether the trace is sampled (exported).
+    #[must_use]
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
+    }
+}
+
+impl std::fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("00-")?;
+        for b in self.trace_id {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str("-")?;
+        for b in self.span_id {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "-{:02x}", self.flags)
+    }
+}
+
+fn decode_hex(hex: &[u8], out: &mut [u8]) -> Option<()> {
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        *out.get_mut(i)? = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(())
+}
+
+/// Most spans one message may relay; more are dropped by the receiver.
+pub const MAX_RELAYED_SPANS: usize = 64;
+/// Longest span name or attribute text a relay keeps.
+pub const MAX_RELAYED_TEXT: usize = 256;
+
+/// A finished span recorded by a worker without network access (FsOps),
+/// sent to the API, which exports it (ADR 008).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpanRecord {
+    pub name: String,
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// The parent span; it lives in another process when
+    /// `parent_is_remote`.
+    pub parent_span_id: [u8; 8],
+    pub parent_is_remote: bool,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+    pub attributes: Vec<(String, String)>,
+    pub error: Option<String>,
 }
 
 #[cfg(test)]
@@ -119,5 +204,17 @@ mod tests {
         let s = "é".repeat(27) + "a";
         assert_eq!(s.len(), 55);
         assert!(!validate_traceparent(&s));
+    }
+
+    #[test]
+    fn parses_and_formats_the_ids() {
+        let tp = TraceParent::parse(VALID).expect("valid");
+        assert_eq!(tp.trace_id[0], 0x4b);
+        assert_eq!(tp.span_id[7], 0xb7);
+        assert!(tp.sampled());
+        assert_eq!(tp.to_string(), VALID);
+        assert!(
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g").is_none()
+        );
     }
 }

@@ -38,6 +38,8 @@ const ENV_ALLOW_LIST: &[&str] = &[
     "TZ",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "REVAER_TELEMETRY_ENDPOINT",
+    // How often spans are batched out (standard OpenTelemetry variable).
+    "OTEL_BSP_SCHEDULE_DELAY",
     // Only meaningful for coverage-instrumented test builds.
     "LLVM_PROFILE_FILE",
 ];

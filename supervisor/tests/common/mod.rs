@@ -68,12 +68,16 @@ pub fn test_config(extra: &str) -> String {
     )
 }
 
-/// Spawns `revaerd` from `bin_dir` on the data dir `data`.
-fn spawn_revaerd(bin_dir: &Path, data: &Path) -> Child {
+/// Spawns `revaerd` from `bin_dir` on the data dir `data`, with `env`
+/// added to its environment.
+fn spawn_revaerd(bin_dir: &Path, data: &Path, env: &[(&str, &str)]) -> Child {
     Command::new(bin_dir.join("revaerd"))
         .arg("--data-dir")
         .arg(data)
         .env("RUST_LOG", "info")
+        .env_remove("REVAER_TELEMETRY_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -84,9 +88,14 @@ fn spawn_revaerd(bin_dir: &Path, data: &Path) -> Child {
 impl Daemon {
     /// Starts `revaerd` from `bin_dir` with `config` as `revaer.toml`.
     pub fn start_with(bin_dir: &Path, config: &str) -> Self {
+        Self::start_with_env(bin_dir, config, &[])
+    }
+
+    /// [`Self::start_with`], with `env` added to the daemon's environment.
+    pub fn start_with_env(bin_dir: &Path, config: &str, env: &[(&str, &str)]) -> Self {
         let data = TempDir::new("data");
         std::fs::write(data.0.join("revaer.toml"), config).unwrap();
-        let child = spawn_revaerd(bin_dir, &data.0);
+        let child = spawn_revaerd(bin_dir, &data.0, env);
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(5))
             .no_proxy()
@@ -442,7 +451,7 @@ impl Daemon {
     /// Starts the (already stopped) daemon again on the same data dir.
     pub fn restart_stopped(&mut self, bin_dir: &Path) {
         let _ = std::fs::remove_file(self.data.0.join("run/api.url"));
-        self.child = spawn_revaerd(bin_dir, &self.data.0);
+        self.child = spawn_revaerd(bin_dir, &self.data.0, &[]);
     }
 }
 

@@ -34,7 +34,13 @@ use crate::{BootstrapError, Bootstrapped};
 /// answers pings and probes itself and hands everything else here.
 pub trait Service: Send + Sync + 'static {
     /// Answers one engine command (exactly one response per request).
-    fn handle(&self, request: EngineRequest) -> impl Future<Output = EngineResponse> + Send;
+    /// `traceparent` is the caller's span (already validated), from the
+    /// request's envelope.
+    fn handle(
+        &self,
+        request: EngineRequest,
+        traceparent: Option<String>,
+    ) -> impl Future<Output = EngineResponse> + Send;
 
     /// Starts an event subscription. `None` when this worker has no events.
     fn subscribe(&self) -> Option<Subscription>;
@@ -80,7 +86,11 @@ pub struct Subscription {
 pub struct NoService;
 
 impl Service for NoService {
-    async fn handle(&self, _request: EngineRequest) -> EngineResponse {
+    async fn handle(
+        &self,
+        _request: EngineRequest,
+        _traceparent: Option<String>,
+    ) -> EngineResponse {
         EngineResponse::Error(EngineError {
             kind: EngineErrorKind::Invalid,
             message: "this worker does not take engine commands".to_owned(),
@@ -280,9 +290,17 @@ async fn serve_connection<S: Service>(
                 Some(subscription) => {
                     return stream_events(conn, request.request_id, subscription, service).await;
                 }
-                None => WorkerResponse::Engine(NoService.handle(EngineRequest::Subscribe).await),
+                None => {
+                    WorkerResponse::Engine(NoService.handle(EngineRequest::Subscribe, None).await)
+                }
             },
-            WorkerRequest::Engine(command) => WorkerResponse::Engine(service.handle(command).await),
+            WorkerRequest::Engine(command) => {
+                let traceparent = request
+                    .traceparent
+                    .clone()
+                    .filter(|t| revaer_ipc::trace::validate_traceparent(t));
+                WorkerResponse::Engine(service.handle(command, traceparent).await)
+            }
             WorkerRequest::Metrics => {
                 WorkerResponse::Metrics(own_metrics(shared.role, &service.metrics()))
             }

@@ -89,6 +89,13 @@ pub fn bootstrap(role: Role) -> Result<Bootstrapped, BootstrapError> {
         uid = sandbox.uid,
         "sandbox applied"
     );
+    // Traces leave over TCP: a worker without network (FsOps) relays its
+    // spans through the API instead (ADR 008). Still before any thread.
+    if !profile.deny_inet_sockets
+        && let Err(e) = revaer_telemetry::init(role.binary_name())
+    {
+        tracing::warn!(worker = role.as_str(), error = %e, "traces are not exported");
+    }
     Ok(Bootstrapped {
         init,
         layout,
@@ -272,6 +279,8 @@ where
         let service = make_service(&boot).map_err(BootstrapError::Service)?;
         data_server::serve(boot, std::sync::Arc::new(service)).await
     });
+    drop(runtime);
+    revaer_telemetry::shutdown();
     match served {
         Ok(data_server::Stop::Shutdown) => ExitCode::SUCCESS,
         Ok(data_server::Stop::SupervisorGone) => ExitCode::from(75),

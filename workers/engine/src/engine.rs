@@ -18,11 +18,11 @@
 //! a `kill -9` loses at most the pieces downloaded since the last flush —
 //! and those are found again by libtorrent's own piece check of partial data.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use libtorrent_sys as lt;
 use revaer_config::{Config, EngineConfig};
@@ -35,6 +35,35 @@ use revaer_worker_bootstrap::data_server::Subscription;
 use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::store::{StateKind, StateStore};
+
+/// Locks a mutex, tolerating poisoning (the data stays consistent: every
+/// critical section is a single insert or remove).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The span name of a command (`engine <name>`).
+fn command_name(request: &EngineRequest) -> &'static str {
+    match request {
+        EngineRequest::Add(_) => "add",
+        EngineRequest::Remove { .. } => "remove",
+        EngineRequest::Pause { .. } => "pause",
+        EngineRequest::Resume { .. } => "resume",
+        EngineRequest::Reannounce { .. } => "reannounce",
+        EngineRequest::Recheck { .. } => "recheck",
+        EngineRequest::SetSequential { .. } => "set_sequential",
+        EngineRequest::SetTorrentRate { .. } => "set_torrent_rate",
+        EngineRequest::SelectFiles { .. } => "select_files",
+        EngineRequest::SetGlobalRate { .. } => "set_global_rate",
+        EngineRequest::ConnectPeer { .. } => "connect_peer",
+        EngineRequest::List => "list",
+        EngineRequest::Detail { .. } => "detail",
+        EngineRequest::SessionInfo => "session_info",
+        EngineRequest::Subscribe => "subscribe",
+    }
+}
 
 /// Progress events per torrent are at most this frequent.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
@@ -75,6 +104,17 @@ pub struct Engine {
     startup_reports: Mutex<Vec<EngineEvent>>,
     /// Counters for `/metrics` (see [`crate::metrics`]).
     pub(crate) metrics: crate::metrics::EngineMetrics,
+    /// The span each traced add ran in, so the download's completion joins
+    /// that trace (ADR 008). Memory only: after a restart the API falls
+    /// back to the trace it stored with the torrent.
+    traces: Mutex<HashMap<TorrentId, AddTrace>>,
+}
+
+/// Where a traced add happened, remembered per torrent.
+#[derive(Debug, Clone)]
+struct AddTrace {
+    traceparent: String,
+    added: SystemTime,
 }
 
 fn to_lt(id: TorrentId) -> lt::TorrentId {
@@ -227,6 +267,7 @@ impl Engine {
             saved: Notify::new(),
             stopping: Arc::new(AtomicBool::new(false)),
             startup_reports: Mutex::new(Vec::new()),
+            traces: Mutex::new(HashMap::new()),
             metrics: crate::metrics::EngineMetrics::new(),
         });
         engine.restore();
@@ -515,7 +556,8 @@ impl Engine {
                 let id = to_ipc(id);
                 if self.torrents().contains_key(&id) {
                     self.refresh(id);
-                    self.emit(EngineEvent::Completed { id });
+                    let traceparent = self.completion_span(id);
+                    self.emit(EngineEvent::Completed { id, traceparent });
                     self.request_save(id);
                 }
             }
@@ -750,6 +792,7 @@ impl Engine {
             Ok(Err(e)) => tracing::error!(id = %id, error = %e, "cannot delete torrent state"),
             Err(e) => tracing::error!(id = %id, error = %e, "state remover failed"),
         }
+        lock(&self.traces).remove(&id);
         self.emit(EngineEvent::Removed { id });
         EngineResponse::Done
     }
@@ -910,6 +953,57 @@ impl Engine {
             Ok(()) => EngineResponse::Done,
             Err(e) => lt_error(&e),
         }
+    }
+
+    /// Handles one command made on behalf of a traced caller: the command
+    /// runs in a span that is a child of `traceparent`, and an add's span
+    /// is remembered with the torrent. Untraced commands (the API's own
+    /// background reads) cost nothing extra.
+    pub async fn handle_traced(
+        &self,
+        request: EngineRequest,
+        traceparent: Option<String>,
+    ) -> EngineResponse {
+        let Some(parent) = traceparent else {
+            return self.handle(request).await;
+        };
+        let span = revaer_telemetry::start(
+            format!("engine {}", command_name(&request)),
+            revaer_telemetry::Kind::Server,
+            Some(&parent),
+        );
+        let response = self.handle(request).await;
+        match &response {
+            EngineResponse::Added { id } => {
+                span.set_attribute("revaer.torrent", id.to_string());
+                if let Some(tp) = span.traceparent() {
+                    lock(&self.traces).insert(
+                        *id,
+                        AddTrace {
+                            traceparent: tp.to_owned(),
+                            added: SystemTime::now(),
+                        },
+                    );
+                }
+            }
+            EngineResponse::Error(e) => span.set_error(e.message.clone()),
+            _ => {}
+        }
+        response
+    }
+
+    /// The span of a finished download (from its add to now), a child of
+    /// the add's span; its `traceparent` travels with `Completed`.
+    fn completion_span(&self, id: TorrentId) -> Option<String> {
+        let add = lock(&self.traces).get(&id).cloned()?;
+        let span = revaer_telemetry::start_at(
+            "engine torrent download",
+            revaer_telemetry::Kind::Internal,
+            Some(&add.traceparent),
+            Some(add.added),
+        );
+        span.set_attribute("revaer.torrent", id.to_string());
+        span.traceparent().map(str::to_owned)
     }
 
     /// Handles one command.

@@ -35,8 +35,8 @@ impl EngineService {
 }
 
 impl Service for EngineService {
-    async fn handle(&self, request: EngineRequest) -> EngineResponse {
-        self.0.handle(request).await
+    async fn handle(&self, request: EngineRequest, traceparent: Option<String>) -> EngineResponse {
+        self.0.handle_traced(request, traceparent).await
     }
 
     fn subscribe(&self) -> Option<Subscription> {

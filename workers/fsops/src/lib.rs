@@ -20,6 +20,7 @@ pub mod policy;
 pub mod record;
 pub mod roots;
 pub mod service;
+pub mod spans;
 
 pub use service::FsopsService;
 pub mod transfer;

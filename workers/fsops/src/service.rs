@@ -229,7 +229,15 @@ fn run_blocking(
     policy: Result<Arc<Policy>, String>,
     fanout: &Fanout,
 ) {
-    let mut emit = |p: FsopsProgress| fanout.send(&p);
+    let mut emit = crate::spans::SpanRecorder::new(
+        |p: FsopsProgress| fanout.send(&p),
+        job.traceparent.as_deref(),
+        vec![
+            ("revaer.torrent".to_owned(), job.torrent.to_string()),
+            ("revaer.fsops.job_id".to_owned(), job.job_id.to_string()),
+            ("revaer.fsops.attempt".to_owned(), job.attempt.to_string()),
+        ],
+    );
     let policy = match policy {
         Ok(p) => p,
         Err(reason) => {
@@ -357,6 +365,7 @@ impl Fanout {
             FsopsProgress::Completed { .. } | FsopsProgress::Failed { .. } => {
                 state.finished = true;
             }
+            FsopsProgress::Spans(_) => {}
         }
         state
             .clients
@@ -404,11 +413,16 @@ fn with_job_id(progress: FsopsProgress, id: i64) -> FsopsProgress {
             step,
             reason,
         },
+        FsopsProgress::Spans(spans) => FsopsProgress::Spans(spans),
     }
 }
 
 impl Service for FsopsService {
-    async fn handle(&self, _request: EngineRequest) -> EngineResponse {
+    async fn handle(
+        &self,
+        _request: EngineRequest,
+        _traceparent: Option<String>,
+    ) -> EngineResponse {
         EngineResponse::Error(EngineError {
             kind: EngineErrorKind::Invalid,
             message: "fsops does not take engine commands".to_owned(),

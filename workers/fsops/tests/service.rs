@@ -95,7 +95,14 @@ async fn a_job_streams_over_the_real_socket() {
             step: FsopsStep::Validate
         })
     );
-    assert_eq!(frames.len(), 20, "{frames:#?}");
+    // Started, 9 × (StepStarted, StepFinished), the job's spans (it is
+    // traced), Completed.
+    assert_eq!(frames.len(), 21, "{frames:#?}");
+    let FsopsProgress::Spans(spans) = &frames[19] else {
+        panic!("the spans must come just before the end: {frames:#?}");
+    };
+    assert_eq!(spans.len(), 10, "one span per step and the job's");
+    assert_eq!(spans.last().unwrap().name, "fsops job");
     assert_eq!(
         frames.last(),
         Some(&FsopsProgress::Completed {
@@ -106,7 +113,9 @@ async fn a_job_streams_over_the_real_socket() {
     assert!(fx.library().join("Show/e01.mkv").is_file());
 
     // Re-running a finished job is a no-op.
-    let again = run_over_socket(&socket, &secret, &job).await;
+    let mut again = run_over_socket(&socket, &secret, &job).await;
+    assert!(matches!(&again[1], FsopsProgress::Spans(s) if s.len() == 1));
+    again.remove(1);
     assert_eq!(
         again,
         [
@@ -164,7 +173,8 @@ async fn a_second_run_attaches_and_a_dropped_client_does_not_stop_the_job() {
     while let Some(p) = tokio::time::timeout(WAIT, second.recv()).await.unwrap() {
         frames.push(p);
     }
-    assert_eq!(frames.len(), 20);
+    assert_eq!(frames.len(), 21);
+    assert!(matches!(frames[19], FsopsProgress::Spans(_)));
     assert_eq!(
         frames.last(),
         Some(&FsopsProgress::Completed {
@@ -177,7 +187,7 @@ async fn a_second_run_attaches_and_a_dropped_client_does_not_stop_the_job() {
         assert!(matches!(p, FsopsProgress::Started { job_id: 2, .. }) || count > 0);
         count += 1;
     }
-    assert_eq!(count, 20);
+    assert_eq!(count, 21);
     assert!(service.idle(WAIT).await);
     let metrics = service.metrics();
     assert!(
