@@ -152,7 +152,7 @@ impl FsopsDispatcher {
         loop {
             match events.recv().await {
                 Ok(EngineEvent::Completed { id, traceparent }) => {
-                    self.completed(id, traceparent).await
+                    self.completed(id, traceparent).await;
                 }
                 Ok(EngineEvent::Removed { id }) => {
                     let store = Arc::clone(&self.store);

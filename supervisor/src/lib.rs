@@ -114,7 +114,10 @@ pub async fn run(data_dir: &Path) -> Result<(), SupervisorError> {
     Ok(())
 }
 
-/// Creates the data-dir tree; the root and `run/` are private (0700).
+/// Creates the data-dir tree. The root, `run/` and the state directories
+/// are private (0700): they hold keys, sockets, the catalog and .torrent
+/// files (whose announce URLs can carry tracker passkeys). `downloads/` and
+/// the library keep the umask's mode: media servers read them.
 fn prepare_layout(layout: &DataLayout) -> Result<(), SupervisorError> {
     for dir in layout.directories() {
         std::fs::create_dir_all(&dir).map_err(|source| SupervisorError::DataDir {
@@ -122,7 +125,13 @@ fn prepare_layout(layout: &DataLayout) -> Result<(), SupervisorError> {
             source,
         })?;
     }
-    for private in [layout.root().to_path_buf(), layout.run_dir()] {
+    for private in [
+        layout.root().to_path_buf(),
+        layout.run_dir(),
+        layout.root().join("state"),
+        layout.state_api(),
+        layout.state_engine(),
+    ] {
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).map_err(
             |source| SupervisorError::DataDir {
                 path: private.clone(),

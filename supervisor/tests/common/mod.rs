@@ -71,6 +71,16 @@ pub fn test_config(extra: &str) -> String {
 /// Spawns `revaerd` from `bin_dir` on the data dir `data`, with `env`
 /// added to its environment.
 fn spawn_revaerd(bin_dir: &Path, data: &Path, env: &[(&str, &str)]) -> Child {
+    spawn_revaerd_to(bin_dir, data, env, Stdio::null(), Stdio::inherit())
+}
+
+fn spawn_revaerd_to(
+    bin_dir: &Path,
+    data: &Path,
+    env: &[(&str, &str)],
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Child {
     Command::new(bin_dir.join("revaerd"))
         .arg("--data-dir")
         .arg(data)
@@ -79,8 +89,8 @@ fn spawn_revaerd(bin_dir: &Path, data: &Path, env: &[(&str, &str)]) -> Child {
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
         .unwrap()
 }
@@ -110,6 +120,26 @@ impl Daemon {
 
     pub fn start() -> Self {
         Self::start_with(&bin_dir(), &test_config(""))
+    }
+
+    /// [`Self::start_with_env`], with everything the daemon (and its
+    /// workers) print to stdout and stderr written to `log`.
+    pub fn start_logged(bin_dir: &Path, config: &str, env: &[(&str, &str)], log: &Path) -> Self {
+        let data = TempDir::new("data");
+        std::fs::write(data.0.join("revaer.toml"), config).unwrap();
+        let out = std::fs::File::create(log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = spawn_revaerd_to(bin_dir, &data.0, env, out.into(), err.into());
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .no_proxy()
+            .build()
+            .unwrap();
+        Self {
+            child,
+            data,
+            client,
+        }
     }
 
     /// The API base URL, as the supervisor recorded it (changes when the API

@@ -10,6 +10,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -219,10 +220,12 @@ pub fn write_atomically(dir: &Path, target: &Path, bytes: &[u8]) -> io::Result<(
         .and_then(|n| n.to_str())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "target has no file name"))?;
     let tmp = dir.join(format!(".{file_name}.tmp"));
+    // Private: a .torrent's announce URLs can hold a tracker passkey.
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(0o600)
         .open(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
