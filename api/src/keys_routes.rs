@@ -57,10 +57,7 @@ fn created(issued: &IssuedKey) -> KeyCreated {
 fn store_error(e: &StoreError) -> ApiError {
     match e {
         StoreError::Invalid(message) => ApiError::BadRequest(message.clone()),
-        other => {
-            tracing::error!(error = %other, "key store failure");
-            ApiError::Unavailable("the key store is unavailable".to_owned())
-        }
+        other => ApiError::store_write(other, "the key store failed"),
     }
 }
 
@@ -89,6 +86,7 @@ fn forbid_unless_admin(caller: &KeyInfo) -> Option<Response> {
         (status = 403, description = "Not an admin key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The state directory is full; nothing was stored", body = revaer_api_models::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn issue(
@@ -168,6 +166,7 @@ pub async fn list(
         (status = 403, description = "Not an admin key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such active key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The state directory is full; nothing was stored", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = revaer_api_models::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -217,6 +216,7 @@ pub async fn rotate(
         (status = 403, description = "Not an admin key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such active key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The state directory is full; nothing was stored", body = revaer_api_models::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn revoke(

@@ -30,12 +30,31 @@ pub enum ApiError {
     /// A dependency (the engine, the store) cannot serve now; retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// The state directory is full: nothing was stored (or acknowledged).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// A bug or an unexpected answer; details go to the log only.
     #[error("internal error; see the server log")]
     Internal(String),
 }
 
 impl ApiError {
+    /// A failed write to the API's store, in the caller's words: 507 when
+    /// the disk is full (an operator must free space), 503 otherwise (a
+    /// transient failure). Either way nothing was stored.
+    #[must_use]
+    pub fn store_write(e: &crate::store::StoreError, what: &str) -> Self {
+        if e.is_disk_full() {
+            tracing::error!(error = %e, "{what}: the state directory is full");
+            ApiError::InsufficientStorage(format!(
+                "{what}: the state directory is full; nothing was stored"
+            ))
+        } else {
+            tracing::error!(error = %e, "{what}");
+            ApiError::Unavailable(format!("{what}; retry shortly"))
+        }
+    }
+
     /// One invalid parameter.
     #[must_use]
     pub fn invalid(pointer: impl Into<String>, message: impl Into<String>) -> Self {
@@ -53,6 +72,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -169,6 +189,11 @@ pub fn problem_response(status: StatusCode, detail: Option<String>) -> Response 
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    } else if status == StatusCode::INSUFFICIENT_STORAGE {
+        // Space comes back when an operator frees it, not in a second.
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
     }
     response
 }

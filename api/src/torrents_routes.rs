@@ -537,6 +537,7 @@ struct AddInput {
         (status = 415, description = "Neither JSON nor multipart", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unavailable; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The state directory is full; nothing was stored", body = Problem, content_type = "application/problem+json"),
     )
 )]
 /// `POST /v1/torrents`: a magnet as JSON, or a `.torrent` as multipart.
@@ -609,15 +610,19 @@ pub async fn add(
         Err(e) => return Err(e),
     };
     if let Err(e) = finish_add(&state, id, &options, tags, select, traceparent).await {
-        // Acknowledge nothing half-done: take the torrent back out.
-        let _ = engine_call(
+        // Acknowledge nothing half-done: take the torrent back out, and out
+        // of the listing at once (not only when the engine's event lands).
+        if let Ok(EngineResponse::Done) = engine_call(
             &state,
             EngineRequest::Remove {
                 id,
                 delete_data: true,
             },
         )
-        .await;
+        .await
+        {
+            state.torrents.removed(id).await;
+        }
         return Err(e);
     }
     let location = format!("/v1/torrents/{id}");
@@ -667,10 +672,7 @@ async fn finish_add(
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| {
-        tracing::error!(id = %id, error = %e, "cannot store torrent labels");
-        ApiError::Unavailable("the catalog cannot be written; retry shortly".to_owned())
-    })?;
+    .map_err(|e| ApiError::store_write(&e, "the catalog cannot be written"))?;
     if let Ok(detail) = engine_detail(state, id).await {
         state.torrents.observe(detail);
     }
@@ -1046,6 +1048,7 @@ pub async fn action(
         (status = 404, description = "No such torrent", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The state directory is full; nothing was stored", body = Problem, content_type = "application/problem+json"),
     )
 )]
 /// `PATCH /v1/torrents/{id}`: tags and category (works while the engine is
@@ -1082,10 +1085,7 @@ pub async fn patch(
     tokio::task::spawn_blocking(move || model.set_labels(id, tags, category))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| {
-            tracing::error!(id = %id, error = %e, "cannot store torrent labels");
-            ApiError::Unavailable("the catalog cannot be written; retry shortly".to_owned())
-        })?;
+        .map_err(|e| ApiError::store_write(&e, "the catalog cannot be written"))?;
     match state.torrents.get(&id) {
         Some(snapshot) => Ok(Json(snapshot.torrent).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),

@@ -103,13 +103,21 @@ impl Store {
         category: Option<&str>,
         added_at: i64,
     ) -> Result<i64, StoreError> {
-        Ok(self.conn().query_row(
+        // An explicit transaction: with `RETURNING` in autocommit mode the
+        // commit happens when the statement is reset, where a failure (a
+        // full disk) is not reported — the caller would acknowledge a write
+        // that never happened. `commit` reports it.
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let added_at = tx.query_row(
             "INSERT INTO torrents (id, tags, category, added_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (id) DO UPDATE SET tags = excluded.tags, category = excluded.category
              RETURNING added_at",
             params![id, tags_to_json(tags), category, added_at],
             |r| r.get(0),
-        )?)
+        )?;
+        tx.commit()?;
+        Ok(added_at)
     }
 
     /// Forgets a removed torrent (its FsOps job rows stay as history).

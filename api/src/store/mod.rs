@@ -27,6 +27,20 @@ pub enum StoreError {
     Invalid(String),
 }
 
+impl StoreError {
+    /// Whether SQLite failed because the disk (or the filesystem holding
+    /// the state directory) is full.
+    #[must_use]
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Ordered schema migrations; entry `n` upgrades version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
     // 1: keys, catalog, event log, FsOps jobs.

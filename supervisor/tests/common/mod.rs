@@ -101,6 +101,33 @@ impl Daemon {
         Self::start_with_env(bin_dir, config, &[])
     }
 
+    /// [`Self::start_with`], after `prepare` ran on the (still empty) data
+    /// dir: e.g. to mount a filesystem where the daemon will write (the
+    /// sandbox binds to the directories that exist when it starts).
+    pub fn start_prepared<T>(
+        bin_dir: &Path,
+        config: &str,
+        prepare: impl FnOnce(&Path) -> T,
+    ) -> (Self, T) {
+        let data = TempDir::new("data");
+        std::fs::write(data.0.join("revaer.toml"), config).unwrap();
+        let prepared = prepare(&data.0);
+        let child = spawn_revaerd(bin_dir, &data.0, &[]);
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .no_proxy()
+            .build()
+            .unwrap();
+        (
+            Self {
+                child,
+                data,
+                client,
+            },
+            prepared,
+        )
+    }
+
     /// [`Self::start_with`], with `env` added to the daemon's environment.
     pub fn start_with_env(bin_dir: &Path, config: &str, env: &[(&str, &str)]) -> Self {
         let data = TempDir::new("data");

@@ -201,7 +201,26 @@ fn lifecycle_state(state: lt::TorrentState) -> TorrentState {
     }
 }
 
-fn summarize(st: &lt::TorrentStatus) -> TorrentSummary {
+/// Below this much free space, a storage error is explained as a full disk.
+const FULL_DISK_BYTES: u64 = 4 * 1024 * 1024;
+
+/// libtorrent's error text, with the cause spelled out when the downloads
+/// filesystem is full: writes through memory-mapped files then fail as
+/// "Bad address" (a `SIGBUS` turned into `EFAULT`), which tells an operator
+/// nothing. Checked only for torrents in error.
+fn explain_error(error: &str, downloads: &Path) -> String {
+    let free = nix::sys::statvfs::statvfs(downloads)
+        .ok()
+        .map(|v| v.blocks_available().saturating_mul(v.fragment_size()));
+    match free {
+        Some(free) if free < FULL_DISK_BYTES => format!(
+            "no space left on the downloads filesystem ({free} bytes free); free some, then resume ({error})"
+        ),
+        _ => error.to_owned(),
+    }
+}
+
+fn summarize(st: &lt::TorrentStatus, downloads: &Path) -> TorrentSummary {
     TorrentSummary {
         id: to_ipc(st.id),
         name: st.name.clone(),
@@ -218,7 +237,7 @@ fn summarize(st: &lt::TorrentStatus) -> TorrentSummary {
         paused: st.paused,
         sequential: st.sequential,
         has_metadata: st.has_metadata,
-        error: st.error.clone(),
+        error: st.error.as_deref().map(|e| explain_error(e, downloads)),
     }
 }
 
@@ -377,7 +396,7 @@ impl Engine {
     /// Starts tracking `id` from its current status.
     fn track(&self, id: TorrentId) -> Option<TorrentSummary> {
         let status = self.session.status(&to_lt(id)).ok()?;
-        let summary = summarize(&status);
+        let summary = summarize(&status, &self.downloads);
         self.torrents().insert(
             id,
             Tracked {
@@ -434,7 +453,7 @@ impl Engine {
     /// Applies a status to the tracked summary; emits state changes, and
     /// progress at most every 500 ms (always when `force`).
     fn apply_status(&self, status: &lt::TorrentStatus, force: bool) {
-        let summary = summarize(status);
+        let summary = summarize(status, &self.downloads);
         let id = summary.id;
         let mut events = Vec::new();
         {
@@ -872,7 +891,7 @@ impl Engine {
             })
             .unwrap_or_default();
         EngineResponse::Detail(Box::new(TorrentDetail {
-            summary: summarize(&status),
+            summary: summarize(&status, &self.downloads),
             files,
             save_subdir: std::path::Path::new(&status.save_path)
                 .strip_prefix(&self.downloads)

@@ -690,7 +690,20 @@ void BridgeSession::pause(FfiId const &id) const {
 }
 
 void BridgeSession::resume(FfiId const &id) const {
-  guarded("resume", [&] { find(*impl_->ses, id).resume(); });
+  guarded("resume", [&] {
+    lt::torrent_handle const h = find(*impl_->ses, id);
+    // A torrent stopped by an error (a full disk, a missing file) stays
+    // stopped until its error is cleared: resuming is the retry. Its peers
+    // were dropped with the error, so ask the trackers for them again.
+    // A write failure can also leave it in upload mode (it stops asking
+    // for pieces and drops seeds): leave that too.
+    bool const had_error = bool(h.status(lt::status_flags_t{}).errc);
+    h.clear_error();
+    h.unset_flags(lt::torrent_flags::upload_mode);
+    h.resume();
+    if (had_error)
+      h.force_reannounce(0, -1, lt::torrent_handle::ignore_min_interval);
+  });
 }
 
 void BridgeSession::force_reannounce(FfiId const &id) const {

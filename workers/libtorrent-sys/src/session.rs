@@ -149,7 +149,8 @@ impl Session {
             .map_err(|e| Error::from_cxx(&e, Some(id)))
     }
 
-    /// Resumes a torrent (it stays out of auto-management).
+    /// Resumes a torrent (it stays out of auto-management), clearing the
+    /// error that stopped it, if any (e.g. the disk was full).
     pub fn resume(&self, id: &TorrentId) -> Result<(), Error> {
         self.ses()?
             .resume(&id.to_ffi())
