@@ -109,6 +109,14 @@ bench-api *args:
     cargo build --release --bins -p revaer-supervisor -p revaer-api -p revaer-engine -p revaer-fsops
     cargo run --release -p revaer-supervisor --example bench_api -- {{args}}
 
+# Not part of CI. Options go to the bench, e.g. `just bench-hostile --hold 30`
+# (see `--help`); raises RLIMIT_NOFILE for itself (root may raise the hard
+# limit).
+# The HTTP API under 10,000 idle connections, 1,000 SSE clients reconnecting at once with Last-Event-ID, and 500 slowloris connections; writes its section of bench/results/reliability.md.
+bench-hostile *args:
+    cargo build --release --bins -p revaer-supervisor -p revaer-api -p revaer-engine -p revaer-fsops
+    cargo run --release -p revaer-supervisor --example bench_hostile -- {{args}}
+
 # schemathesis against a live daemon built in target/debug, using the
 # committed OpenAPI document (part of `just cov`, hence of `./x test`).
 api-contract *args:

@@ -7,7 +7,8 @@
 //! - [`health`]: the `/health/full` verdict.
 //! - [`links`]: authenticated data channels to the engine and FsOps.
 //! - [`problem`]: RFC 9457 errors for every failure path.
-//! - [`server`]: binding, live re-binding on config change, graceful stop.
+//! - [`server`]: binding, live re-binding on config change, graceful stop,
+//!   and the limits on hostile clients (timeouts, sizes, connection cap).
 //! - [`control`]: the control channel to the supervisor.
 
 pub mod auth;

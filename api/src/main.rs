@@ -99,7 +99,10 @@ async fn run(boot: Bootstrapped) -> Result<ControlEnd, Box<dyn std::error::Error
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (bound_tx, bound_rx) = mpsc::unbounded_channel();
     let router = routes::router(Arc::clone(&state));
-    let mut http = tokio::spawn(server::serve(router, listen_rx, shutdown_rx, bound_tx));
+    let metrics = Arc::clone(&state.metrics);
+    let mut http = tokio::spawn(async move {
+        server::serve(router, listen_rx, shutdown_rx, bound_tx, &metrics).await
+    });
 
     let outputs = ControlOutputs {
         supervision: supervision_tx,

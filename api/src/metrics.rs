@@ -194,6 +194,15 @@ impl Metrics {
         }
     }
 
+    /// Registers a family owned elsewhere (the HTTP server's connection
+    /// figures, [`crate::server`]) in the API's registry.
+    pub fn register(&self, collector: Box<dyn Collector>) -> Result<(), prometheus::Error> {
+        match &self.families {
+            Some(f) => f.registry.register(collector),
+            None => Ok(()),
+        }
+    }
+
     /// The API's own families.
     fn gather(&self) -> Vec<MetricFamily> {
         self.families
