@@ -113,11 +113,12 @@ impl EngineEvents {
         while let Some(frame) = conn.recv::<Envelope<WorkerResponse>>().await? {
             match frame.body {
                 WorkerResponse::Event(event) => {
-                    let is_snapshot = matches!(event, EngineEvent::Snapshot(_));
-                    self.record(event);
-                    if is_snapshot {
+                    // Connected first: a subscriber that sees `true` either
+                    // gets this snapshot or knows to fetch the list itself.
+                    if matches!(event, EngineEvent::Snapshot(_)) {
                         self.connected.send_replace(true);
                     }
+                    self.record(event);
                 }
                 _ => return Err(IpcError::UnexpectedMessage("non-event on the event stream")),
             }

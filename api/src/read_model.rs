@@ -582,6 +582,22 @@ impl ReadModel {
         }
     }
 
+    /// [`Self::resync`] until it succeeds (the request link may still be
+    /// connecting), bounded in attempts.
+    async fn catch_up(&self, engine: &WorkerLink) {
+        for _ in 0..100 {
+            if let Ok(WorkerResponse::Engine(EngineResponse::List(list))) = engine
+                .request(WorkerRequest::Engine(EngineRequest::List))
+                .await
+            {
+                self.apply_snapshot(list).await;
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tracing::warn!("cannot read the engine's list at start; waiting for its next snapshot");
+    }
+
     /// Re-reads the engine's full list after this subscriber fell behind.
     async fn resync(&self, engine: &WorkerLink) {
         match engine
@@ -601,6 +617,14 @@ impl ReadModel {
         mut events: broadcast::Receiver<EngineEvent>,
         engine: WorkerLink,
     ) {
+        // The engine stream may have delivered its snapshot before this
+        // subscription existed (other subscribers start first): then no
+        // snapshot is coming, so fetch the list. Subscribed first, nothing
+        // after the list is missed; a snapshot arriving anyway is applied
+        // again, harmlessly.
+        if *self.connected.borrow() {
+            self.catch_up(&engine).await;
+        }
         loop {
             match events.recv().await {
                 Ok(event) => self.apply(event).await,

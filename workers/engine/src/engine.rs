@@ -97,6 +97,11 @@ pub struct Engine {
     flush_every_secs: AtomicU64,
     /// Torrents whose resume data is awaited (shutdown).
     awaiting_save: Mutex<HashSet<TorrentId>>,
+    /// Per torrent: resume-data requests made, answered, and the newest
+    /// request whose data reached the disk. libtorrent answers a torrent's
+    /// requests in order, so a command waits for *its* request, not for an
+    /// older one carrying the state from before the command.
+    saves: Mutex<HashMap<TorrentId, SaveTickets>>,
     saved: Notify,
     stopping: Arc<AtomicBool>,
     /// Reports from start-up (quarantined state), delivered to the first
@@ -108,7 +113,22 @@ pub struct Engine {
     /// that trace (ADR 008). Memory only: after a restart the API falls
     /// back to the trace it stored with the torrent.
     traces: Mutex<HashMap<TorrentId, AddTrace>>,
+    /// Each torrent's last disk error, shown while libtorrent holds it in
+    /// upload mode because of it.
+    file_errors: Mutex<HashMap<TorrentId, String>>,
 }
+
+/// See [`Engine::saves`].
+#[derive(Debug, Clone, Copy, Default)]
+struct SaveTickets {
+    requested: u64,
+    answered: u64,
+    written: u64,
+}
+
+/// How long a command waits for its state to reach the disk before it is
+/// refused (the change stays applied; the next save persists it).
+const DURABLE_ACK_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Where a traced add happened, remembered per torrent.
 #[derive(Debug, Clone)]
@@ -220,11 +240,26 @@ fn explain_error(error: &str, downloads: &Path) -> String {
     }
 }
 
-fn summarize(st: &lt::TorrentStatus, downloads: &Path) -> TorrentSummary {
+/// `file_error` is the torrent's last disk error (from its alert): shown
+/// when libtorrent went to upload mode over it, which otherwise looks like
+/// a download that merely stalled.
+fn summarize(st: &lt::TorrentStatus, downloads: &Path, file_error: Option<&str>) -> TorrentSummary {
+    let error = match &st.error {
+        Some(e) => Some(e.clone()),
+        None if st.upload_mode && !st.is_finished => Some(format!(
+            "stopped downloading after a disk write failed: {}",
+            file_error.unwrap_or("unknown error")
+        )),
+        None => None,
+    };
     TorrentSummary {
         id: to_ipc(st.id),
         name: st.name.clone(),
-        state: state_of(st),
+        state: if error.is_some() {
+            TorrentState::Error
+        } else {
+            state_of(st)
+        },
         progress_ppm: st.progress_ppm,
         download_bps: non_negative(st.download_rate),
         upload_bps: non_negative(st.upload_rate),
@@ -237,7 +272,7 @@ fn summarize(st: &lt::TorrentStatus, downloads: &Path) -> TorrentSummary {
         paused: st.paused,
         sequential: st.sequential,
         has_metadata: st.has_metadata,
-        error: st.error.as_deref().map(|e| explain_error(e, downloads)),
+        error: error.as_deref().map(|e| explain_error(e, downloads)),
     }
 }
 
@@ -283,10 +318,12 @@ impl Engine {
             settings: Mutex::new(settings),
             flush_every_secs: AtomicU64::new(config.engine.resume_flush_interval_secs),
             awaiting_save: Mutex::new(HashSet::new()),
+            saves: Mutex::new(HashMap::new()),
             saved: Notify::new(),
             stopping: Arc::new(AtomicBool::new(false)),
             startup_reports: Mutex::new(Vec::new()),
             traces: Mutex::new(HashMap::new()),
+            file_errors: Mutex::new(HashMap::new()),
             metrics: crate::metrics::EngineMetrics::new(),
         });
         engine.restore();
@@ -299,6 +336,12 @@ impl Engine {
         tokio::spawn(Arc::clone(&engine).alert_task(alert_rx));
         tokio::spawn(Arc::clone(&engine).ticker());
         Ok(engine)
+    }
+
+    /// A status as the API sees it (see [`summarize`]).
+    fn summary_of(&self, status: &lt::TorrentStatus) -> TorrentSummary {
+        let file_error = lock(&self.file_errors).get(&to_ipc(status.id)).cloned();
+        summarize(status, &self.downloads, file_error.as_deref())
     }
 
     fn torrents(&self) -> MutexGuard<'_, BTreeMap<TorrentId, Tracked>> {
@@ -338,10 +381,11 @@ impl Engine {
             };
             let mut added = false;
             if let Some(resume) = item.resume {
-                let mut params = lt::AddTorrentParams::new(
-                    lt::TorrentSource::ResumeData(resume),
-                    &self.downloads,
-                );
+                // An empty save path keeps the saved one (a torrent added
+                // with `save_subdir` stays there); paused/sequential come
+                // from the resume data too.
+                let mut params =
+                    lt::AddTorrentParams::new(lt::TorrentSource::ResumeData(resume), "");
                 params.auto_managed = false;
                 match self.session.add_torrent(&params) {
                     Ok(_) => added = true,
@@ -396,7 +440,7 @@ impl Engine {
     /// Starts tracking `id` from its current status.
     fn track(&self, id: TorrentId) -> Option<TorrentSummary> {
         let status = self.session.status(&to_lt(id)).ok()?;
-        let summary = summarize(&status, &self.downloads);
+        let summary = self.summary_of(&status);
         self.torrents().insert(
             id,
             Tracked {
@@ -437,10 +481,59 @@ impl Engine {
     }
 
     /// Asks libtorrent for resume data now (answered by an alert).
-    fn request_save(&self, id: TorrentId) {
+    /// Asks libtorrent for a torrent's resume data; returns the request's
+    /// ticket (see [`Self::persisted`]), `None` when it was not made.
+    fn request_save(&self, id: TorrentId) -> Option<u64> {
+        let mut saves = lock(&self.saves);
         if let Err(e) = self.session.save_resume_data(&to_lt(id)) {
             tracing::debug!(id = %id, error = %e, "cannot request resume data");
+            return None;
         }
+        let tickets = saves.entry(id).or_default();
+        tickets.requested += 1;
+        Some(tickets.requested)
+    }
+
+    /// Saves a torrent's state now and waits until it is on disk: a
+    /// command is acknowledged only once a crash can no longer undo it.
+    async fn persisted(&self, id: TorrentId) -> Result<(), EngineResponse> {
+        let refused = |why: &str| {
+            error(
+                EngineErrorKind::Internal,
+                format!("applied, but not yet saved ({why}); retry to be sure it sticks"),
+            )
+        };
+        let Some(ticket) = self.request_save(id) else {
+            return Err(refused("libtorrent refused to produce resume data"));
+        };
+        let deadline = tokio::time::Instant::now() + DURABLE_ACK_DEADLINE;
+        loop {
+            let notified = self.saved.notified();
+            let tickets = lock(&self.saves).get(&id).copied();
+            match tickets {
+                // Removed meanwhile: nothing left to persist.
+                None => return Ok(()),
+                Some(t) if t.written >= ticket => return Ok(()),
+                Some(t) if t.answered >= ticket => {
+                    return Err(refused("the resume data could not be written"));
+                }
+                Some(_) => {}
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(refused("timed out"));
+            }
+        }
+    }
+
+    /// Records the answer to a torrent's oldest open save request.
+    fn save_answered(&self, id: TorrentId, written: bool) {
+        if let Some(t) = lock(&self.saves).get_mut(&id) {
+            t.answered = (t.answered + 1).min(t.requested);
+            if written {
+                t.written = t.answered;
+            }
+        }
+        self.saved.notify_waiters();
     }
 
     /// Re-reads one torrent's status and emits `StateChanged` if it moved.
@@ -453,7 +546,7 @@ impl Engine {
     /// Applies a status to the tracked summary; emits state changes, and
     /// progress at most every 500 ms (always when `force`).
     fn apply_status(&self, status: &lt::TorrentStatus, force: bool) {
-        let summary = summarize(status, &self.downloads);
+        let summary = self.summary_of(status);
         let id = summary.id;
         let mut events = Vec::new();
         {
@@ -587,6 +680,7 @@ impl Engine {
             }
             lt::Alert::FileError { id, file, error } => {
                 let id = to_ipc(id);
+                lock(&self.file_errors).insert(id, format!("{file}: {error}"));
                 self.refresh(id);
                 self.emit(EngineEvent::Error {
                     id,
@@ -605,7 +699,9 @@ impl Engine {
                         store.save(&key, StateKind::Resume, &data)
                     })
                     .await;
-                    self.metrics.resume_write(matches!(written, Ok(Ok(()))));
+                    let ok = matches!(written, Ok(Ok(())));
+                    self.metrics.resume_write(ok);
+                    self.save_answered(id, ok);
                     match written {
                         Ok(Ok(())) => tracing::debug!(id = %id, "resume data saved"),
                         Ok(Err(e)) => {
@@ -625,6 +721,7 @@ impl Engine {
             }
             lt::Alert::SaveResumeDataFailed { id, error } => {
                 tracing::debug!(id = %id, %error, "resume data not saved");
+                self.save_answered(to_ipc(id), false);
                 self.mark_saved(to_ipc(id));
             }
             lt::Alert::ListenSucceeded { address, port } => {
@@ -785,7 +882,11 @@ impl Engine {
                 if let Some(summary) = self.track(id) {
                     self.emit(EngineEvent::Added(Box::new(summary)));
                 }
-                self.request_save(id);
+                // Its options (paused, save path, priorities) live in the
+                // resume data: answer once that is on disk too.
+                if let Err(refused) = self.persisted(id).await {
+                    return refused;
+                }
                 EngineResponse::Added { id }
             }
             Err(e) => {
@@ -812,13 +913,16 @@ impl Engine {
             Err(e) => tracing::error!(id = %id, error = %e, "state remover failed"),
         }
         lock(&self.traces).remove(&id);
+        lock(&self.saves).remove(&id);
+        lock(&self.file_errors).remove(&id);
+        self.saved.notify_waiters();
         self.emit(EngineEvent::Removed { id });
         EngineResponse::Done
     }
 
     /// Runs a session operation on a known torrent, then refreshes it and,
-    /// when `persist`, saves its resume data.
-    fn act(
+    /// when `persist`, answers only once its resume data is on disk.
+    async fn act(
         &self,
         id: TorrentId,
         persist: bool,
@@ -831,8 +935,8 @@ impl Engine {
             return lt_error(&e);
         }
         self.refresh(id);
-        if persist {
-            self.request_save(id);
+        if persist && let Err(refused) = self.persisted(id).await {
+            return refused;
         }
         EngineResponse::Done
     }
@@ -891,7 +995,7 @@ impl Engine {
             })
             .unwrap_or_default();
         EngineResponse::Detail(Box::new(TorrentDetail {
-            summary: summarize(&status, &self.downloads),
+            summary: self.summary_of(&status),
             files,
             save_subdir: std::path::Path::new(&status.save_path)
                 .strip_prefix(&self.downloads)
@@ -913,7 +1017,7 @@ impl Engine {
         }))
     }
 
-    fn select_files(&self, id: TorrentId, priorities: &[u8]) -> EngineResponse {
+    async fn select_files(&self, id: TorrentId, priorities: &[u8]) -> EngineResponse {
         if let Err(e) = self.require(id) {
             return e;
         }
@@ -948,7 +1052,9 @@ impl Engine {
             id,
             priorities: priorities.to_vec(),
         });
-        self.request_save(id);
+        if let Err(refused) = self.persisted(id).await {
+            return refused;
+        }
         EngineResponse::Done
     }
 
@@ -1030,12 +1136,15 @@ impl Engine {
         match request {
             EngineRequest::Add(add) => self.add(*add).await,
             EngineRequest::Remove { id, delete_data } => self.remove(id, delete_data).await,
-            EngineRequest::Pause { id } => self.act(id, true, lt::Session::pause),
-            EngineRequest::Resume { id } => self.act(id, true, lt::Session::resume),
-            EngineRequest::Reannounce { id } => self.act(id, false, lt::Session::force_reannounce),
-            EngineRequest::Recheck { id } => self.act(id, false, lt::Session::force_recheck),
+            EngineRequest::Pause { id } => self.act(id, true, lt::Session::pause).await,
+            EngineRequest::Resume { id } => self.act(id, true, lt::Session::resume).await,
+            EngineRequest::Reannounce { id } => {
+                self.act(id, false, lt::Session::force_reannounce).await
+            }
+            EngineRequest::Recheck { id } => self.act(id, false, lt::Session::force_recheck).await,
             EngineRequest::SetSequential { id, enabled } => {
                 self.act(id, true, |s, lid| s.set_sequential(lid, enabled))
+                    .await
             }
             EngineRequest::SetTorrentRate {
                 id,
@@ -1049,13 +1158,17 @@ impl Engine {
                     );
                 };
                 self.act(id, true, |s, lid| s.set_torrent_limits(lid, down, up))
+                    .await
             }
-            EngineRequest::SelectFiles { id, priorities } => self.select_files(id, &priorities),
+            EngineRequest::SelectFiles { id, priorities } => {
+                self.select_files(id, &priorities).await
+            }
             EngineRequest::SetGlobalRate { download, upload } => {
                 self.set_global_rate(download, upload)
             }
             EngineRequest::ConnectPeer { id, addr } => {
                 self.act(id, false, |s, lid| s.connect_peer(lid, addr))
+                    .await
             }
             EngineRequest::List => EngineResponse::List(self.snapshot()),
             EngineRequest::Detail { id } => self.detail(id),
@@ -1203,6 +1316,58 @@ fn spawn_alert_pump(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn loopback_config() -> Config {
+        let mut config = Config::default();
+        config.engine.listen_interfaces = "127.0.0.1:0".to_owned();
+        config.engine.enable_dht = false;
+        config.engine.enable_lsd = false;
+        config.engine.enable_upnp = false;
+        config.engine.enable_natpmp = false;
+        config
+    }
+
+    /// What a command acknowledged survives a `kill -9` right after the
+    /// answer: the engine is dropped without its orderly shutdown (no
+    /// final save) and a new one restores from disk.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledged_pause_and_save_path_survive_a_crash() {
+        let dir = std::env::temp_dir().join(format!("revaer-engine-crash-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = loopback_config();
+        let magnet = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567&dn=x";
+        let engine = Engine::start(&config, dir.join("state"), dir.join("downloads")).unwrap();
+        let added = engine
+            .handle(EngineRequest::Add(Box::new(AddTorrent {
+                source: TorrentSource::Magnet(magnet.to_owned()),
+                paused: false,
+                sequential: true,
+                file_priorities: Vec::new(),
+                peers: Vec::new(),
+                save_subdir: Some("tv/show".to_owned()),
+            })))
+            .await;
+        let EngineResponse::Added { id } = added else {
+            panic!("{added:?}");
+        };
+        assert_eq!(
+            engine.handle(EngineRequest::Pause { id }).await,
+            EngineResponse::Done
+        );
+        // The crash: no shutdown, the session just goes away.
+        engine.stopping.store(true, Ordering::Release);
+        drop(engine);
+        let engine = Engine::start(&config, dir.join("state"), dir.join("downloads")).unwrap();
+        let detail = engine.handle(EngineRequest::Detail { id }).await;
+        let EngineResponse::Detail(detail) = detail else {
+            panic!("{detail:?}");
+        };
+        assert!(detail.summary.paused, "the acknowledged pause was lost");
+        assert!(detail.summary.sequential);
+        assert_eq!(detail.save_subdir.as_deref(), Some("tv/show"));
+        engine.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn save_subdir_accepts_plain_relative_paths_only() {

@@ -253,6 +253,7 @@ FfiStatus status_to_ffi(lt::torrent_status const &st) {
   out.has_metadata = st.has_metadata;
   out.is_finished = st.is_finished;
   out.is_seeding = st.is_seeding;
+  out.upload_mode = bool(st.flags & lt::torrent_flags::upload_mode);
   out.progress_ppm = static_cast<std::uint32_t>(std::max(0, st.progress_ppm));
   out.download_rate = st.download_payload_rate;
   out.upload_rate = st.upload_payload_rate;
@@ -621,10 +622,14 @@ FfiId BridgeSession::add_torrent(FfiAddParams const &params,
     if (!params.save_path.empty() || !from_resume) {
       atp.save_path = std::string(params.save_path);
     }
-    set_flag(atp.flags, lt::torrent_flags::paused, params.paused);
+    // Resume data keeps what the torrent was: paused or not, sequential or
+    // not (a pause acknowledged before a crash must survive it).
+    if (!from_resume) {
+      set_flag(atp.flags, lt::torrent_flags::paused, params.paused);
+      set_flag(atp.flags, lt::torrent_flags::sequential_download,
+               params.sequential);
+    }
     set_flag(atp.flags, lt::torrent_flags::auto_managed, params.auto_managed);
-    set_flag(atp.flags, lt::torrent_flags::sequential_download,
-             params.sequential);
     // A second add of the same torrent is an error, not the old handle.
     atp.flags |= lt::torrent_flags::duplicate_is_error;
     // Part of every post_torrent_updates() answer (resume data may not say).

@@ -73,6 +73,8 @@ pub(crate) mod bridge {
         has_metadata: bool,
         is_finished: bool,
         is_seeding: bool,
+        /// Stopped requesting pieces after a disk write failed.
+        upload_mode: bool,
         progress_ppm: u32,
         download_rate: i64,
         upload_rate: i64,

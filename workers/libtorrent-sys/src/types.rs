@@ -220,7 +220,10 @@ impl fmt::Debug for TorrentSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddTorrentParams {
     pub source: TorrentSource,
+    /// Empty keeps the path saved in resume data.
     pub save_path: PathBuf,
+    /// Ignored for [`TorrentSource::ResumeData`], whose saved flag wins (as
+    /// for `sequential`).
     pub paused: bool,
     /// Let libtorrent's queue start and stop the torrent.
     pub auto_managed: bool,
@@ -299,6 +302,9 @@ pub struct TorrentStatus {
     pub has_metadata: bool,
     pub is_finished: bool,
     pub is_seeding: bool,
+    /// libtorrent stopped requesting pieces after a disk write failed (it
+    /// keeps uploading); `resume` leaves this mode.
+    pub upload_mode: bool,
     /// Progress in parts per million of the wanted bytes.
     pub progress_ppm: u32,
     /// Payload bytes per second (protocol overhead excluded).
@@ -334,6 +340,7 @@ impl TorrentStatus {
             has_metadata: s.has_metadata,
             is_finished: s.is_finished,
             is_seeding: s.is_seeding,
+            upload_mode: s.upload_mode,
             progress_ppm: s.progress_ppm,
             download_rate: s.download_rate,
             upload_rate: s.upload_rate,
