@@ -87,6 +87,18 @@ bench-transfer *args:
     cargo build --release --bins {{test_features}}
     cargo run --release -p revaer-supervisor --example bench_transfer -- {{args}}
 
+# Not part of CI (a short variant of the same test runs in `./x test`).
+# Chaos soak: `kills` random `kill -9`s of workers with `torrents` torrents
+# (`downloads` of them downloading from local seeds) under API writes and
+# SSE reconnects, release build; writes its section of
+# bench/results/reliability.md. `REVAER_CHAOS_SEED=<n>` replays a run.
+chaos torrents="200" kills="100" downloads="10":
+    cargo build --release --bins {{test_features}}
+    REVAER_CHAOS_TORRENTS={{torrents}} REVAER_CHAOS_KILLS={{kills}} REVAER_CHAOS_DOWNLOADS={{downloads}} \
+        REVAER_CHAOS_REPORT="$(pwd)/bench/results/reliability.md" \
+        cargo nextest run --release --workspace {{test_features}} --test e2e_chaos \
+        -E 'test(workers_killed_at_random)'
+
 # Time from `kill -9` of the engine to N seeding torrents seeding again.
 bench-seeding-recovery torrents="100" rounds="5":
     cargo build --release --bins {{test_features}}
