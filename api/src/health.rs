@@ -38,6 +38,8 @@ pub struct HealthInputs<'a> {
     pub event_log_head: Option<u64>,
     /// FsOps jobs that failed and await a retry.
     pub fsops_failed_jobs: u64,
+    /// A torrent stopped because the downloads filesystem is full.
+    pub downloads_full: bool,
     pub now: Instant,
 }
 
@@ -97,6 +99,9 @@ pub fn health_full(inputs: &HealthInputs<'_>) -> HealthFull {
     };
     if inputs.snapshot.is_some() && config.error.is_some() {
         degraded.push("config".to_owned());
+    }
+    if inputs.downloads_full {
+        degraded.push("downloads".to_owned());
     }
     if inputs.fsops_failed_jobs > 0 {
         degraded.push("fsops".to_owned());
@@ -304,6 +309,7 @@ mod tests {
             store,
             event_log_head: Some(42),
             fsops_failed_jobs: 0,
+            downloads_full: false,
             now,
         })
     }
@@ -328,6 +334,7 @@ mod tests {
             store: &store,
             event_log_head: None,
             fsops_failed_jobs: failed,
+            downloads_full: false,
             now,
         };
         let ok = health_full(&inputs(0));
@@ -340,6 +347,30 @@ mod tests {
             "{reason}"
         );
         assert!(bad.workers["fsops"].up, "the worker itself is fine");
+    }
+
+    #[test]
+    fn a_full_downloads_disk_is_named() {
+        let now = Instant::now();
+        let snap = snapshot(WorkerState::Running, None);
+        let engine = link(10, now);
+        let fsops = link(11, now);
+        let report = SandboxReport::default();
+        let store = healthy_store();
+        let h = health_full(&HealthInputs {
+            snapshot: Some(&snap),
+            engine: &engine,
+            fsops: &fsops,
+            api_sandbox: &report,
+            api_config_revision: 1,
+            store: &store,
+            event_log_head: None,
+            fsops_failed_jobs: 0,
+            downloads_full: true,
+            now,
+        });
+        assert_eq!(h.status, HealthStatus::Degraded);
+        assert_eq!(h.degraded, vec!["downloads".to_owned()]);
     }
 
     #[test]

@@ -185,8 +185,29 @@ pub fn current_health(state: &AppState) -> HealthFull {
         store: &store,
         event_log_head: state.events.head_id(),
         fsops_failed_jobs: state.fsops_jobs.failed_jobs(),
+        downloads_full: downloads_full(state),
         now: Instant::now(),
     })
+}
+
+/// Whether a torrent stopped on a full downloads filesystem (the engine's
+/// error says so; see `DISK_FULL_ERROR_PREFIX`). Reads the in-memory
+/// listing of torrents in error only.
+fn downloads_full(state: &AppState) -> bool {
+    let filter = crate::read_model::ListFilter {
+        states: vec![revaer_api_models::torrents::TorrentState::Error],
+        ..crate::read_model::ListFilter::default()
+    };
+    state
+        .torrents
+        .list(&filter, None, 500)
+        .items
+        .iter()
+        .any(|t| {
+            t.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with(revaer_ipc::engine::DISK_FULL_ERROR_PREFIX))
+        })
 }
 
 async fn not_found() -> StatusCode {

@@ -292,6 +292,10 @@ pub struct TorrentDetail {
     pub upload_limit: Rate,
 }
 
+/// How a torrent's error starts when its downloads filesystem is full: the
+/// API degrades `/health/full` (`downloads`) while any torrent says so.
+pub const DISK_FULL_ERROR_PREFIX: &str = "no space left on the downloads filesystem";
+
 /// Events pushed to a subscribed connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EngineEvent {

@@ -181,8 +181,10 @@ fn a_full_downloads_disk_stops_the_torrent_with_a_reason_and_resume_finishes_it(
         (error.contains("space")).then_some(t)
     });
     assert_eq!(stopped["state"], "error", "{stopped:#}");
-    // The engine did not crash over it, and still answers.
-    let health = daemon.wait_ok();
+    // Health names the full disk; the engine did not crash over it.
+    let health = daemon.wait_health("health to name the full disk", |code, h| {
+        code == 503 && h.degraded == ["downloads"]
+    });
     assert_eq!(Daemon::worker_pid(&health, "engine"), engine_pid);
 
     // Space is freed; resume is the retry, and every byte arrives intact.
@@ -203,6 +205,7 @@ fn a_full_downloads_disk_stops_the_torrent_with_a_reason_and_resume_finishes_it(
         let got = std::fs::read(daemon.data.0.join("downloads/big").join(path)).unwrap();
         assert!(got == *bytes, "{path} differs from the seed");
     }
+    daemon.wait_ok();
     drop(daemon);
     drop(downloads);
 }

@@ -57,7 +57,8 @@ pub enum HealthStatus {
 pub struct HealthFull {
     pub status: HealthStatus,
     /// Names of the components that are not healthy (`engine`, `fsops`,
-    /// `api`, `config`, `supervisor`), sorted.
+    /// `api`, `config`, `supervisor`, `downloads`: a torrent stopped on a
+    /// full downloads filesystem), sorted.
     pub degraded: Vec<String>,
     /// Keyed by worker name: `api`, `engine`, `fsops`.
     pub workers: BTreeMap<String, WorkerHealth>,

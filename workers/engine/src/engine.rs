@@ -27,9 +27,10 @@ use std::time::{Duration, Instant, SystemTime};
 use libtorrent_sys as lt;
 use revaer_config::{Config, EngineConfig};
 use revaer_ipc::engine::{
-    AddTorrent, EngineError, EngineErrorKind, EngineEvent, EngineRequest, EngineResponse,
-    FileDetail, MAX_MAGNET_BYTES, MAX_TORRENT_FILE_BYTES, Rate, SessionInfo, TorrentDetail,
-    TorrentId, TorrentSource, TorrentState, TorrentSummary, TrackerDetail, TrackerStatus,
+    AddTorrent, DISK_FULL_ERROR_PREFIX, EngineError, EngineErrorKind, EngineEvent, EngineRequest,
+    EngineResponse, FileDetail, MAX_MAGNET_BYTES, MAX_TORRENT_FILE_BYTES, Rate, SessionInfo,
+    TorrentDetail, TorrentId, TorrentSource, TorrentState, TorrentSummary, TrackerDetail,
+    TrackerStatus,
 };
 use revaer_worker_bootstrap::data_server::Subscription;
 use tokio::sync::{Notify, broadcast, mpsc};
@@ -234,7 +235,7 @@ fn explain_error(error: &str, downloads: &Path) -> String {
         .map(|v| v.blocks_available().saturating_mul(v.fragment_size()));
     match free {
         Some(free) if free < FULL_DISK_BYTES => format!(
-            "no space left on the downloads filesystem ({free} bytes free); free some, then resume ({error})"
+            "{DISK_FULL_ERROR_PREFIX} ({free} bytes free); free some, then resume ({error})"
         ),
         _ => error.to_owned(),
     }
