@@ -137,14 +137,13 @@ impl Metrics {
 
     /// Runs `request` and records it under its matched route template.
     pub async fn track_request(&self, request: Request, next: Next) -> Response {
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or_else(|| UNMATCHED_ROUTE.to_owned(), |p| p.as_str().to_owned());
+        // `MatchedPath` is a shared string: cloning it allocates nothing.
+        let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
         let started = Instant::now();
         let response = next.run(request).await;
-        self.record(&route, &method, response.status(), started.elapsed());
+        let route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+        self.record(route, &method, response.status(), started.elapsed());
         response
     }
 

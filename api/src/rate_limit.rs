@@ -66,10 +66,19 @@ impl RateLimits {
                 .buckets
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let bucket = buckets.entry(key.id.clone()).or_insert_with(|| Bucket {
-                per_minute: 0,
-                limiter: Arc::new(RateLimiter::direct(Quota::per_minute(NonZeroU32::MIN))),
-            });
+            // Looked up first: no allocation for a key seen before.
+            if !buckets.contains_key(key.id.as_str()) {
+                buckets.insert(
+                    key.id.clone(),
+                    Bucket {
+                        per_minute: 0,
+                        limiter: Arc::new(RateLimiter::direct(Quota::per_minute(NonZeroU32::MIN))),
+                    },
+                );
+            }
+            let Some(bucket) = buckets.get_mut(key.id.as_str()) else {
+                return Ok(());
+            };
             if bucket.per_minute != per_minute {
                 let quota =
                     Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));

@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use revaer_api_models::{HealthFull, HealthStatus, Liveness};
+use tower::ServiceBuilder;
 use tower::limit::ConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -77,7 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/_test/engine/events",
             axum::routing::get(test_probes::engine_events),
         );
-    router
+    let app = router
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -91,21 +92,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         // Outermost per-route layer: the span covers auth and rate limits.
         .layer(axum::middleware::from_fn(crate::otel::trace_request))
-        .with_state(state)
-        .layer(axum::middleware::map_response(problem_for_bare_errors))
-        .layer(CatchPanicLayer::custom(panic_to_problem))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state);
+    // The guards wrap the whole router once. (`Router::layer` would wrap
+    // every route in each of them, boxed, and clone that stack on every
+    // request.)
+    let guarded = ServiceBuilder::new()
+        // A 503 from /health/full is an answer, not a server failure.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
+        .layer(ConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
         // Hard cap for every route, whatever it reads.
         .layer(RequestBodyLimitLayer::new(
             torrents_routes::MAX_ADD_BODY_BYTES,
         ))
-        .layer(ConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
-        // A 503 from /health/full is an answer, not a server failure.
-        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(CatchPanicLayer::custom(panic_to_problem))
+        .layer(axum::middleware::map_response(problem_for_bare_errors))
+        .service(app);
+    Router::new().fallback_service(guarded)
 }
 
 /// The OpenAPI document and its HTML rendering, built once.
@@ -198,16 +205,11 @@ fn downloads_full(state: &AppState) -> bool {
         states: vec![revaer_api_models::torrents::TorrentState::Error],
         ..crate::read_model::ListFilter::default()
     };
-    state
-        .torrents
-        .list(&filter, None, 500)
-        .items
-        .iter()
-        .any(|t| {
-            t.error
-                .as_deref()
-                .is_some_and(|e| e.starts_with(revaer_ipc::engine::DISK_FULL_ERROR_PREFIX))
-        })
+    state.torrents.any_listed(&filter, |t| {
+        t.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with(revaer_ipc::engine::DISK_FULL_ERROR_PREFIX))
+    })
 }
 
 async fn not_found() -> StatusCode {

@@ -461,26 +461,57 @@ pub struct UploadForm {
     )
 )]
 /// `GET /v1/torrents`.
+///
+/// The answer to a query string is kept (see
+/// [`crate::read_model::ReadModel::cached_page`]) and served again while
+/// nothing listed changed and `stale` stayed the same.
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    Query(pairs): Query<Vec<(String, String)>>,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
+    let raw = uri.query().unwrap_or("");
+    let was_stale = state.torrents.is_stale();
+    if let Some(page) = state.torrents.cached_page(raw, was_stale) {
+        return Ok(list_response(page));
+    }
+    let pairs = match Query::<Vec<(String, String)>>::try_from_uri(&uri) {
+        Ok(Query(pairs)) => pairs,
+        Err(rejection) => return Ok(rejection.into_response()),
+    };
     let query = parse_list_query(&pairs)?;
     let page = state
         .torrents
         .list(&query.filter, query.cursor, query.limit);
+    let generation = page.generation;
     let next = page.next.map(encode_cursor);
-    let link = next.as_ref().map(|cursor| next_link(&pairs, cursor));
-    let body = TorrentList {
-        items: page.items,
-        next,
-        stale: state.torrents.is_stale(),
+    let link = next
+        .as_ref()
+        .and_then(|cursor| HeaderValue::from_str(&next_link(&pairs, cursor)).ok());
+    // The items are serialized already: the body is a `TorrentList`.
+    let body = page.finish(next.as_deref(), was_stale);
+    let page = crate::read_model::CachedPage {
+        body: axum::body::Bytes::from(body),
+        link,
     };
-    let mut response = Json(body).into_response();
-    if let Some(link) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+    state
+        .torrents
+        .cache_page(raw, generation, was_stale, page.clone());
+    Ok(list_response(page))
+}
+
+fn list_response(page: crate::read_model::CachedPage) -> Response {
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        page.body,
+    )
+        .into_response();
+    if let Some(link) = page.link {
         response.headers_mut().insert(header::LINK, link);
     }
-    Ok(response)
+    response
 }
 
 /// `</v1/torrents?...&cursor=...>; rel="next"`, keeping the caller's filters.
