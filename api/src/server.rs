@@ -52,7 +52,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt as _;
@@ -90,6 +90,11 @@ pub const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 /// file descriptors or memory): short enough to resume quickly, long
 /// enough not to spin.
 pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// Pending connections the kernel queues until accepted (capped by
+/// `net.core.somaxconn`). Tokio's default of 1024 overflowed when 1,000
+/// SSE clients reconnected at once (`just bench-hostile`): the dropped
+/// SYNs were retried a second later. One cap's worth absorbs such a burst.
+pub const LISTEN_BACKLOG: u32 = 4096;
 /// Least time between two warnings that the connection cap was reached.
 const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -146,7 +151,7 @@ pub async fn serve_with(
     // waits until all are gone.
     let (drain_tx, drain_rx) = watch::channel(());
     let mut addr = *listen.borrow_and_update();
-    let mut listener = TcpListener::bind(addr).await?;
+    let mut listener = bind(addr)?;
     let mut last_full_warning: Option<std::time::Instant> = None;
     loop {
         let local = listener.local_addr()?;
@@ -177,7 +182,7 @@ pub async fn serve_with(
                 Ok(()) = listen.changed() => {
                     let wanted = *listen.borrow_and_update();
                     if wanted == addr { continue; }
-                    match TcpListener::bind(wanted).await {
+                    match bind(wanted) {
                         Ok(new_listener) => { addr = wanted; break Some(new_listener); }
                         Err(e) => tracing::error!(%wanted, error = %e, "cannot bind the new API address; staying on the old one"),
                     }
@@ -195,6 +200,19 @@ pub async fn serve_with(
     drop(drain_rx);
     drain_tx.closed().await;
     Ok(())
+}
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as
+/// `TcpListener::bind` sets it).
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Errors about one connection (the client gave up before accept).

@@ -922,7 +922,8 @@ impl Report {
             s,
             "A release `revaerd` on 127.0.0.1; limits from `api/src/server.rs` (4096 connections, 10 s header/idle timeout, 32 KiB head, body ≥ 1 KiB/s after 5 s). \
              A probe client makes one request every 20 ms (`GET /health` and `GET /v1/torrents?limit=100` alternately), **each on a new connection**, during every phase. \
-             RSS is `VmRSS` of `revaer-api`: before the phase, peak during it (sampled every 100 ms), 2 s after its connections are gone.\n"
+             RSS is `VmRSS` of `revaer-api`: before the phase, peak during it (sampled every 100 ms), 2 s after its connections are gone; \
+             memory freed by closed connections stays with the allocator for reuse, so growth from one phase to the next, not `after` against `before`, would show a leak.\n"
         );
         let _ = writeln!(
             s,
