@@ -18,6 +18,13 @@ use revaer_worker_bootstrap::{Bootstrapped, bootstrap, data_server, logging, wor
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
+/// mimalloc instead of glibc's malloc: the request path allocates and frees
+/// many small buffers across threads. `just bench-api` (8 s runs, same
+/// build otherwise): 0.69× the axum ceiling with glibc, 0.81× with
+/// mimalloc, for ~20 MB more RSS.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     logging::init("api");
     // Sandbox first: no thread or runtime exists yet.

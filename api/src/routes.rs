@@ -89,10 +89,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             crate::metrics::track,
-        ))
-        // Outermost per-route layer: the span covers auth and rate limits.
-        .layer(axum::middleware::from_fn(crate::otel::trace_request))
-        .with_state(state);
+        ));
+    // Outermost per-route layer: the span covers auth and rate limits.
+    // Without an exporter there is no span to make, and the only context
+    // that matters (an add's `traceparent`, stored with the torrent for
+    // FsOps' logs) is read by its handler: skip the layer's cost.
+    let app = if revaer_telemetry::enabled() {
+        app.layer(axum::middleware::from_fn(crate::otel::trace_request))
+    } else {
+        app
+    };
+    let app = app.with_state(state);
     // The guards wrap the whole router once. (`Router::layer` would wrap
     // every route in each of them, boxed, and clone that stack on every
     // request.)
