@@ -129,6 +129,20 @@ bench-hostile *args:
     cargo build --release --bins -p revaer-supervisor -p revaer-api -p revaer-engine -p revaer-fsops
     cargo run --release -p revaer-supervisor --example bench_hostile -- {{args}}
 
+# Not part of CI; needs root (a loop device, a mount and a blkio cgroup).
+# Installs wrk when missing. Options go to the bench, e.g.
+# `just bench-slow-disk --size-mib 512 --throttle-mib 8` (see `--help`).
+# The API's list and health latency while FsOps copies a large torrent on a throttled disk; writes its section of bench/results/reliability.md.
+bench-slow-disk *args:
+    dpkg-query -W -f='${Status}' wrk 2>/dev/null | grep -q "install ok installed" || { \
+        as_root=""; [ "$(id -u)" -eq 0 ] || as_root="sudo -n"; \
+        echo "bench-slow-disk: installing Debian package wrk" >&2; \
+        $as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+        $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk; \
+    }
+    cargo build --release --bins -p revaer-supervisor -p revaer-api -p revaer-engine -p revaer-fsops
+    cargo run --release -p revaer-supervisor --example bench_slow_disk -- {{args}}
+
 # schemathesis against a live daemon built in target/debug, using the
 # committed OpenAPI document (part of `just cov`, hence of `./x test`).
 api-contract *args:

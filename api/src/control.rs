@@ -16,6 +16,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::AppState;
+use crate::store::StoreError;
 use crate::store::keys::{Keys, Scope};
 
 /// Why the control loop ended.
@@ -45,7 +46,11 @@ pub async fn run(
     outputs: ControlOutputs,
     mut bound: mpsc::UnboundedReceiver<SocketAddr>,
 ) -> Result<ControlEnd, IpcError> {
-    let mut pending_bootstrap = match state.keys.has_active_admin() {
+    let keys = Arc::clone(&state.keys);
+    let has_admin = tokio::task::spawn_blocking(move || keys.has_active_admin())
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Invalid(format!("key store task failed: {e}"))));
+    let mut pending_bootstrap = match has_admin {
         Ok(true) => None,
         Ok(false) => match Keys::new_secret() {
             Ok(secret) => {
@@ -92,7 +97,11 @@ pub async fn run(
                 Some(SupervisorToWorker::BootstrapKeyStored(outcome)) => {
                     match (outcome, pending_bootstrap.take()) {
                         (Ok(path), Some(secret)) => {
-                            match state.keys.register("bootstrap-admin", Scope::Admin, None, &secret) {
+                            let keys = Arc::clone(&state.keys);
+                            let registered = tokio::task::spawn_blocking(move || keys.register("bootstrap-admin", Scope::Admin, None, &secret))
+                                .await
+                                .unwrap_or_else(|e| Err(StoreError::Invalid(format!("key store task failed: {e}"))));
+                            match registered {
                                 Ok(info) => tracing::info!(key_id = %info.id, path = %path.display(), "bootstrap admin key issued"),
                                 Err(e) => tracing::error!(error = %e, "cannot register the bootstrap admin key"),
                             }

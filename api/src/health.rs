@@ -7,9 +7,13 @@
 //! waiting for a ping to time out.
 //!
 //! The API's own store counts too: when SQLite does not answer, or the last
-//! event-log write failed, `api` is degraded.
+//! event-log write failed, `api` is degraded. SQLite is asked in the
+//! background ([`StoreProbe`]), never by a health request: on a slow disk a
+//! write can hold the database for seconds, and the control plane must
+//! keep answering meanwhile.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use revaer_api_models::{
@@ -33,7 +37,7 @@ pub struct HealthInputs<'a> {
     pub fsops: &'a LinkStatus,
     pub api_sandbox: &'a SandboxReport,
     pub api_config_revision: u64,
-    /// See [`store_health`].
+    /// See [`StoreProbe::health`].
     pub store: &'a StoreHealth,
     pub event_log_head: Option<u64>,
     /// FsOps jobs that failed and await a retry.
@@ -43,22 +47,102 @@ pub struct HealthInputs<'a> {
     pub now: Instant,
 }
 
-/// Probes the store with a trivial query and reports the event log's last
-/// write failure, if it has not recovered since.
-#[must_use]
-pub fn store_health(store: &Store, events: &EventLog) -> StoreHealth {
-    let probe = store
-        .conn()
-        .query_row("SELECT 1", [], |r| r.get::<_, i64>(0));
-    let error = match probe {
-        Err(e) => Some(format!("database: {e}")),
-        Ok(_) => events
-            .last_write_error()
-            .map(|e| format!("event log write failed: {e}")),
-    };
-    StoreHealth {
-        ok: error.is_none(),
-        error,
+/// How often [`StoreProbe`] asks SQLite for `SELECT 1`.
+pub const STORE_PROBE_EVERY: Duration = Duration::from_secs(2);
+/// A probe still unanswered after this long (queued behind a write the
+/// disk is not finishing) degrades health.
+pub const STORE_STALL_AFTER: Duration = Duration::from_secs(10);
+
+/// What the background probe of the store last saw, read by `/health/full`
+/// without touching the database.
+#[derive(Debug, Default)]
+pub struct StoreProbe {
+    state: Mutex<ProbeState>,
+}
+
+#[derive(Debug, Default)]
+struct ProbeState {
+    /// The last finished probe's error, if it failed.
+    error: Option<String>,
+    /// When the probe now waiting for SQLite started.
+    pending_since: Option<Instant>,
+}
+
+impl StoreProbe {
+    #[must_use]
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProbeState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Probes `store` every [`STORE_PROBE_EVERY`] on the blocking pool
+    /// until the probe itself is dropped. Must run inside the Tokio runtime.
+    pub fn spawn(self: &Arc<Self>, store: Arc<Store>) {
+        let probe = Arc::downgrade(self);
+        tokio::spawn(probe_loop(probe, store));
+    }
+
+    /// One probe: waits for the database (on the blocking pool) and
+    /// records the answer.
+    pub async fn probe_once(&self, store: &Arc<Store>) {
+        self.lock().pending_since = Some(Instant::now());
+        let store = Arc::clone(store);
+        let answer = tokio::task::spawn_blocking(move || {
+            store
+                .conn()
+                .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map(drop)
+                .map_err(|e| format!("database: {e}"))
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("database probe failed: {e}")));
+        let mut state = self.lock();
+        state.pending_since = None;
+        state.error = answer.err();
+    }
+
+    /// The store's health at `now`: the last probe's error, a probe
+    /// waiting longer than [`STORE_STALL_AFTER`], or the event log's last
+    /// write failure if it has not recovered since.
+    #[must_use]
+    pub fn health(&self, events: &EventLog, now: Instant) -> StoreHealth {
+        let (error, pending_since) = {
+            let state = self.lock();
+            (state.error.clone(), state.pending_since)
+        };
+        let stalled = pending_since
+            .map(|since| now.saturating_duration_since(since))
+            .filter(|waited| *waited > STORE_STALL_AFTER)
+            .map(|waited| {
+                format!(
+                    "database has not answered for {} s (the state directory's disk is slow or stuck)",
+                    waited.as_secs()
+                )
+            });
+        let error = stalled.or(error).or_else(|| {
+            events
+                .last_write_error()
+                .map(|e| format!("event log write failed: {e}"))
+        });
+        StoreHealth {
+            ok: error.is_none(),
+            error,
+        }
+    }
+}
+
+async fn probe_loop(probe: Weak<StoreProbe>, store: Arc<Store>) {
+    let mut every = tokio::time::interval(STORE_PROBE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(probe) = probe.upgrade() else {
+            return;
+        };
+        probe.probe_once(&store).await;
     }
 }
 
@@ -448,17 +532,23 @@ mod tests {
         assert_eq!(h.store, failing);
     }
 
-    #[tokio::test]
-    async fn store_health_probes_the_database_and_the_event_log() {
-        use std::sync::Arc;
-
+    /// An in-memory store and its event log (needs the runtime).
+    fn store_and_events() -> (Arc<Store>, Arc<EventLog>) {
         let store = Arc::new(Store::in_memory().unwrap());
         let events = EventLog::open(
             Arc::clone(&store),
             &crate::event_log::EventLogConfig::default(),
         )
         .unwrap();
-        assert_eq!(store_health(&store, &events), healthy_store());
+        (store, events)
+    }
+
+    #[tokio::test]
+    async fn store_health_probes_the_database_and_the_event_log() {
+        let (store, events) = store_and_events();
+        let probe = StoreProbe::new();
+        probe.probe_once(&store).await;
+        assert_eq!(probe.health(&events, Instant::now()), healthy_store());
         store
             .conn()
             .execute_batch(
@@ -470,8 +560,51 @@ mod tests {
             .append_durable(revaer_api_models::events::Event::ConfigApplied { revision: 1 })
             .await;
         assert!(failed.is_err());
-        let h = store_health(&store, &events);
+        let h = probe.health(&events, Instant::now());
         assert!(!h.ok);
         assert!(h.error.unwrap().contains("no space"));
+    }
+
+    /// A write holding the database (a slow disk) never blocks the health
+    /// check: it answers at once from the probe's last answer, and reports
+    /// the database stuck once the waiting probe passes the limit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_held_by_a_slow_write_does_not_block_health() {
+        let (store, events) = store_and_events();
+        let probe = StoreProbe::new();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let writer = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let _conn = store.conn();
+                held_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            })
+        };
+        held_rx.recv().unwrap();
+        let waiting = {
+            let (probe, store) = (Arc::clone(&probe), Arc::clone(&store));
+            tokio::spawn(async move { probe.probe_once(&store).await })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while probe.lock().pending_since.is_none() {
+            assert!(Instant::now() < deadline, "the probe never started");
+            tokio::task::yield_now().await;
+        }
+        // Answered while the database is held: still ok just after...
+        assert_eq!(probe.health(&events, Instant::now()), healthy_store());
+        // ...and stuck once the probe has waited past the limit.
+        let later = Instant::now() + STORE_STALL_AFTER + Duration::from_secs(1);
+        let stuck = probe.health(&events, later);
+        assert!(!stuck.ok);
+        assert!(
+            stuck.error.as_deref().unwrap().contains("has not answered"),
+            "{stuck:?}"
+        );
+        release_tx.send(()).unwrap();
+        writer.join().unwrap();
+        waiting.await.unwrap();
+        assert_eq!(probe.health(&events, later), healthy_store());
     }
 }

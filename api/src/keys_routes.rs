@@ -16,7 +16,7 @@ use revaer_api_models::{KeyCreated, KeyIssueRequest, KeyRotateRequest, KeyScope,
 use crate::AppState;
 use crate::problem::{ApiError, ValidJson, problem_response};
 use crate::store::StoreError;
-use crate::store::keys::{IssuedKey, KeyInfo, Scope};
+use crate::store::keys::{IssuedKey, KeyInfo, Keys, Scope};
 
 /// Longest rotation grace period: one week.
 pub const MAX_GRACE_SECONDS: u64 = 7 * 24 * 3600;
@@ -52,6 +52,18 @@ fn created(issued: &IssuedKey) -> KeyCreated {
         summary: summary(&issued.info),
         key: issued.secret.expose().to_owned(),
     }
+}
+
+/// Runs a key-store call on the blocking pool: SQLite may wait on a slow
+/// disk, and a runtime thread must never.
+async fn on_key_store<T: Send + 'static>(
+    state: &Arc<AppState>,
+    call: impl FnOnce(&Keys) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let keys = Arc::clone(&state.keys);
+    tokio::task::spawn_blocking(move || call(&keys))
+        .await
+        .map_err(|e| StoreError::Invalid(format!("key store task failed: {e}")))?
 }
 
 fn store_error(e: &StoreError) -> ApiError {
@@ -108,10 +120,8 @@ pub async fn issue(
         KeyScope::Read => Scope::Read,
         KeyScope::Admin => Scope::Admin,
     };
-    match state
-        .keys
-        .issue(&request.name, scope, request.rate_per_minute)
-    {
+    let (name, rate) = (request.name.clone(), request.rate_per_minute);
+    match on_key_store(&state, move |keys| keys.issue(&name, scope, rate)).await {
         Ok(issued) => {
             tracing::info!(key_id = %issued.info.id, by = %caller.id, "API key issued");
             state
@@ -144,7 +154,7 @@ pub async fn list(
     if let Some(denied) = forbid_unless_admin(&caller) {
         return denied;
     }
-    match state.keys.list() {
+    match on_key_store(&state, Keys::list).await {
         Ok(keys) => Json(keys.iter().map(summary).collect::<Vec<_>>()).into_response(),
         Err(e) => store_error(&e).into_response(),
     }
@@ -186,10 +196,8 @@ pub async fn rotate(
         )
         .into_response();
     }
-    match state
-        .keys
-        .rotate(&id, Duration::from_secs(request.grace_seconds))
-    {
+    let (key_id, grace) = (id.clone(), Duration::from_secs(request.grace_seconds));
+    match on_key_store(&state, move |keys| keys.rotate(&key_id, grace)).await {
         Ok(Some(issued)) => {
             tracing::info!(key_id = %id, by = %caller.id, "API key rotated");
             state
@@ -227,7 +235,8 @@ pub async fn revoke(
     if let Some(denied) = forbid_unless_admin(&caller) {
         return denied;
     }
-    match state.keys.revoke(&id) {
+    let key_id = id.clone();
+    match on_key_store(&state, move |keys| keys.revoke(&key_id)).await {
         Ok(true) => {
             tracing::info!(key_id = %id, by = %caller.id, "API key revoked");
             state.events.append(Event::KeyRevoked {

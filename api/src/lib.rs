@@ -78,6 +78,9 @@ pub struct AppState {
     pub torrents: Arc<crate::read_model::ReadModel>,
     pub fsops_jobs: Arc<crate::fsops_dispatch::FsopsDispatcher>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The store's health as last probed in the background
+    /// ([`AppState::spawn_store_probe`]).
+    pub store_probe: Arc<crate::health::StoreProbe>,
     config_revision: AtomicU64,
 }
 
@@ -97,8 +100,15 @@ impl AppState {
             torrents: parts.torrents,
             fsops_jobs: parts.fsops_jobs,
             metrics: crate::metrics::Metrics::new(),
+            store_probe: crate::health::StoreProbe::new(),
             config_revision: AtomicU64::new(parts.config_revision),
         })
+    }
+
+    /// Starts probing the store in the background for `/health/full`.
+    /// Must run inside the Tokio runtime.
+    pub fn spawn_store_probe(&self) {
+        self.store_probe.spawn(Arc::clone(&self.store));
     }
 
     #[must_use]

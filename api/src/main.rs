@@ -96,6 +96,7 @@ async fn run(boot: Bootstrapped) -> Result<ControlEnd, Box<dyn std::error::Error
         default_rate_per_minute: boot.init.config.api.default_rate_per_minute,
         config_revision: boot.init.config_revision,
     });
+    state.spawn_store_probe();
     revaer_api::health_events::spawn(Arc::clone(&state));
 
     let control = revaer_ipc::control::into_tokio(boot.control)?;

@@ -889,3 +889,115 @@ async fn the_add_requests_trace_context_reaches_the_fsops_job() {
     // A malformed header is not remembered.
     assert!(!revaer_ipc::trace::validate_traceparent("00-xyz"));
 }
+
+/// One admin request through the router, on a task of its own (so on a
+/// runtime worker thread); its status and JSON body.
+fn spawn_admin_call(
+    h: &Harness,
+    method: Method,
+    uri: String,
+    body: Option<Value>,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    use tower::ServiceExt as _;
+    let router = h.router.clone();
+    let key = h.admin_key.clone();
+    tokio::spawn(async move {
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {key}"));
+        let body = match body {
+            Some(body) => {
+                request = request.header("content-type", "application/json");
+                axum::body::Body::from(body.to_string())
+            }
+            None => axum::body::Body::empty(),
+        };
+        let response = router.oneshot(request.body(body).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    })
+}
+
+/// The control plane never waits on the state database: while a write
+/// holds it (a slow disk), `/health`, `/health/full` and the list answer,
+/// even with key and label writes queued behind the database on both
+/// runtime threads' worth of requests. Those finish once it is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_state_database_never_stalls_health_or_the_list() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    let h = Harness::start().await;
+    let id = add_magnet(&h, 1, &json!({})).await;
+    let released = Arc::new(AtomicBool::new(false));
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let (store, released) = (Arc::clone(&h.state.store), Arc::clone(&released));
+        std::thread::spawn(move || {
+            let conn = store.conn();
+            held_tx.send(()).unwrap();
+            // Held until the test has its answers; a regression that
+            // blocks on the database fails after a minute, it never hangs.
+            let _ = done_rx.recv_timeout(Duration::from_secs(60));
+            released.store(true, Ordering::SeqCst);
+            drop(conn);
+        })
+    };
+    held_rx.recv().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..4 {
+        queued.push(spawn_admin_call(&h, Method::GET, "/v1/keys".into(), None));
+    }
+    queued.push(spawn_admin_call(
+        &h,
+        Method::PATCH,
+        format!("/v1/torrents/{id}"),
+        Some(json!({ "tags": ["slow-disk"] })),
+    ));
+    queued.push(spawn_admin_call(
+        &h,
+        Method::POST,
+        "/v1/keys".into(),
+        Some(json!({ "name": "while-stuck", "scope": "read" })),
+    ));
+    // On the worker threads too, so a handler blocking one would show.
+    for round in 0..3 {
+        let (status, live) = spawn_admin_call(&h, Method::GET, "/health".into(), None)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK, "{live}");
+        let (_, full) = spawn_admin_call(&h, Method::GET, "/health/full".into(), None)
+            .await
+            .unwrap();
+        assert!(full["status"].is_string(), "{full}");
+        let (status, page) =
+            spawn_admin_call(&h, Method::GET, "/v1/torrents?limit=100".into(), None)
+                .await
+                .unwrap();
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["items"][0]["id"], id.as_str());
+        assert!(
+            !released.load(Ordering::SeqCst),
+            "round {round}: the control plane waited for the database"
+        );
+    }
+    done_tx.send(()).unwrap();
+    holder.join().unwrap();
+    for call in queued {
+        let (status, body) = call.await.unwrap();
+        assert!(status.is_success(), "{status} {body}");
+    }
+    let (_, _, detail) = h
+        .admin(Method::GET, &format!("/v1/torrents/{id}"), &Value::Null)
+        .await;
+    assert_eq!(detail["tags"], json!(["slow-disk"]));
+}

@@ -189,7 +189,7 @@ pub fn current_health(state: &AppState) -> HealthFull {
     let snapshot = state.supervision.borrow().clone();
     let engine = state.engine.status();
     let fsops = state.fsops.status();
-    let store = crate::health::store_health(&state.store, &state.events);
+    let store = state.store_probe.health(&state.events, Instant::now());
     health_full(&HealthInputs {
         snapshot: snapshot.as_ref(),
         engine: &engine,

@@ -380,6 +380,7 @@ impl Harness {
             default_rate_per_minute,
             config_revision: 1,
         });
+        state.spawn_store_probe();
         let router = routes::router(Arc::clone(&state));
         let harness = Self {
             router,

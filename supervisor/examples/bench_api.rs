@@ -34,6 +34,7 @@ mod sse;
 mod support;
 #[path = "bench_api/torrents.rs"]
 mod torrents;
+#[allow(dead_code)]
 #[path = "bench_api/util.rs"]
 mod util;
 #[path = "bench_api/wrk.rs"]
@@ -190,13 +191,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn workspace_root() -> Result<PathBuf, BoxError> {
-    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .ok_or("no workspace root")?
-        .to_path_buf())
 }
 
 /// CPU seconds used by each of `pids` (and `wrk`) between two samples.
@@ -559,7 +553,7 @@ fn wrk_version() -> String {
 /// The commit measured, and whether the working tree differs from it apart
 /// from this bench's own files.
 fn revision() -> String {
-    let Ok(root) = workspace_root().map(|p| p.display().to_string()) else {
+    let Ok(root) = util::workspace_root().map(|p| p.display().to_string()) else {
         return "unknown revision".to_owned();
     };
     let Ok(head) = command_output("git", &["-C", &root, "rev-parse", "--short=7", "HEAD"]) else {
@@ -653,7 +647,7 @@ fn bench(args: &Args) -> Result<(), BoxError> {
     let bin_dir = support::release_dir().map_err(|e| e.to_string())?;
     let out_path = match &args.out {
         Some(p) => p.clone(),
-        None => workspace_root()?.join("bench/results/api.md"),
+        None => util::workspace_root()?.join("bench/results/api.md"),
     };
     let started_utc = command_output("date", &["-u", "+%Y-%m-%d %H:%M"])
         .map(|s| s.trim().to_owned())

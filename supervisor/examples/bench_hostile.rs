@@ -84,21 +84,7 @@ const END_MARK: &str = "<!-- hostile:end -->";
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(e) = util::install_stop_handler() {
-        eprintln!("bench-hostile: {e}");
-        return ExitCode::FAILURE;
-    }
-    let _ = util::become_subreaper();
-    let reaper = util::ReapOnDrop;
-    let result = bench(&args);
-    drop(reaper);
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-hostile: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    util::run_bench("bench-hostile", || bench(&args))
 }
 
 /// The running daemon and what the phases need from it.
@@ -113,7 +99,7 @@ struct Target {
 
 fn bench(args: &Args) -> Result<(), BoxError> {
     let nofile = raise_nofile(u64::from(args.idle + args.sse + args.slowloris) + 4096)?;
-    let root = workspace_root()?;
+    let root = util::workspace_root()?;
     let work = TempDir::new(
         std::env::temp_dir().join(format!("revaer-bench-hostile-{}", std::process::id())),
     )?;
@@ -126,7 +112,7 @@ fn bench(args: &Args) -> Result<(), BoxError> {
     let mut report = Report {
         command: command_line(args),
         machine: util::machine_facts(),
-        revision: revision(&root),
+        revision: util::revision(&root),
         load: util::load_average(),
         ..Report::default()
     };
@@ -145,7 +131,7 @@ fn bench(args: &Args) -> Result<(), BoxError> {
         .out
         .clone()
         .unwrap_or_else(|| root.join("bench/results/reliability.md"));
-    write_section(&out, &report.render())?;
+    util::write_section(&out, START_MARK, END_MARK, &report.render())?;
     eprintln!("bench-hostile: wrote {}", out.display());
     Ok(())
 }
@@ -1057,33 +1043,6 @@ impl Report {
     }
 }
 
-/// Replaces the text between the hostile markers of `path` (creating the
-/// file with a short header, or appending the markers, when absent).
-fn write_section(path: &Path, section: &str) -> Result<(), BoxError> {
-    let existing = std::fs::read_to_string(path).unwrap_or_else(|_| {
-        "# Reliability\n\nEvidence for issue 8 (reliability campaign): each section is written by the command it names.\n".to_owned()
-    });
-    let block = format!("{START_MARK}\n{section}{END_MARK}");
-    let text = match (existing.find(START_MARK), existing.find(END_MARK)) {
-        (Some(start), Some(end)) if end > start => format!(
-            "{}{block}{}",
-            &existing[..start],
-            &existing[end + END_MARK.len()..]
-        ),
-        _ => format!(
-            "{}\n{block}\n",
-            existing.trim_end_matches('\n').to_owned() + "\n"
-        ),
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("md.tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------
 // Environment
 // ---------------------------------------------------------------------------
@@ -1097,47 +1056,6 @@ fn raise_nofile(want: u64) -> Result<u64, BoxError> {
         return Ok(want);
     }
     util::raise_nofile()
-}
-
-fn workspace_root() -> Result<PathBuf, BoxError> {
-    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .ok_or("no workspace root")?
-        .to_path_buf())
-}
-
-fn revision(root: &Path) -> String {
-    let rev = util::command_output(
-        "git",
-        &[
-            "-C",
-            &root.to_string_lossy(),
-            "rev-parse",
-            "--short",
-            "HEAD",
-        ],
-    )
-    .unwrap_or_default();
-    let dirty = util::command_output(
-        "git",
-        &[
-            "-C",
-            &root.to_string_lossy(),
-            "status",
-            "--porcelain",
-            "--untracked-files=no",
-        ],
-    )
-    .is_ok_and(|s| !s.trim().is_empty());
-    format!(
-        "{}{}",
-        rev.trim(),
-        if dirty {
-            " (uncommitted changes in the tree)"
-        } else {
-            ""
-        }
-    )
 }
 
 fn command_line(args: &Args) -> String {

@@ -38,9 +38,32 @@ impl Revaer {
     /// Starts `revaerd` from `bin_dir` on `data`, waits for `/health/full`
     /// to answer 200 and issues the bench key with the bootstrap admin key.
     pub fn start(bin_dir: &Path, data: &Path, log: &Path) -> Result<Self, BoxError> {
+        Self::start_with(bin_dir, data, log, CONFIG, None)
+    }
+
+    /// Like [`Revaer::start`] with `config` as `revaer.toml`; with
+    /// `cgroup_procs` (a `cgroup.procs` file), `revaerd` joins that cgroup
+    /// before it execs, so every worker it spawns is in it too.
+    pub fn start_with(
+        bin_dir: &Path,
+        data: &Path,
+        log: &Path,
+        config: &str,
+        cgroup_procs: Option<&Path>,
+    ) -> Result<Self, BoxError> {
         std::fs::create_dir_all(data)?;
-        std::fs::write(data.join("revaer.toml"), CONFIG)?;
-        let mut cmd = Command::new(bin_dir.join("revaerd"));
+        std::fs::write(data.join("revaer.toml"), config)?;
+        let revaerd = bin_dir.join("revaerd");
+        let mut cmd = if let Some(procs) = cgroup_procs {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg("echo $$ > \"$0\" && exec \"$@\"")
+                .arg(procs)
+                .arg(&revaerd);
+            sh
+        } else {
+            Command::new(&revaerd)
+        };
         cmd.arg("--data-dir").arg(data).env("RUST_LOG", "warn");
         let mut proc = Proc::spawn("revaerd", &mut cmd, Some(log), Duration::from_secs(60))?;
         let http = Client::builder()

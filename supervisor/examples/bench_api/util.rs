@@ -543,3 +543,83 @@ pub fn wait_machine_quiet(max_cpus: f64, timeout: Duration) -> f64 {
         }
     }
 }
+
+/// The workspace root (the parent of the `supervisor` crate).
+pub fn workspace_root() -> Result<PathBuf, BoxError> {
+    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no workspace root")?
+        .to_path_buf())
+}
+
+/// `git rev-parse --short HEAD` of `root`, flagged when the tree has
+/// uncommitted changes.
+pub fn revision(root: &Path) -> String {
+    let root = root.to_string_lossy();
+    let rev =
+        command_output("git", &["-C", &root, "rev-parse", "--short", "HEAD"]).unwrap_or_default();
+    let dirty = command_output(
+        "git",
+        &["-C", &root, "status", "--porcelain", "--untracked-files=no"],
+    )
+    .is_ok_and(|s| !s.trim().is_empty());
+    let flag = if dirty {
+        " (uncommitted changes in the tree)"
+    } else {
+        ""
+    };
+    format!("{}{flag}", rev.trim())
+}
+
+/// Replaces the section of the report at `path` between `start_mark` and
+/// `end_mark` with `section` (appending it when the marks are missing),
+/// leaving the rest of the file alone; written atomically.
+pub fn write_section(
+    path: &Path,
+    start_mark: &str,
+    end_mark: &str,
+    section: &str,
+) -> Result<(), BoxError> {
+    let existing = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        "# Reliability\n\nEvidence for issue 8 (reliability campaign): each section is written by the command it names.\n".to_owned()
+    });
+    let block = format!("{start_mark}\n{section}{end_mark}");
+    let text = match (existing.find(start_mark), existing.find(end_mark)) {
+        (Some(start), Some(end)) if end > start => format!(
+            "{}{block}{}",
+            &existing[..start],
+            &existing[end + end_mark.len()..]
+        ),
+        _ => format!("{}\n\n{block}\n", existing.trim_end_matches('\n')),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("md.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// `main` of a bench program: stop handler, subreaper, `bench`, and every
+/// orphan reaped; failures printed as `<name>: <error>`.
+pub fn run_bench(
+    name: &str,
+    bench: impl FnOnce() -> Result<(), BoxError>,
+) -> std::process::ExitCode {
+    if let Err(e) = install_stop_handler() {
+        eprintln!("{name}: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    let _ = become_subreaper();
+    let reaper = ReapOnDrop;
+    let result = bench();
+    drop(reaper);
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
