@@ -60,6 +60,8 @@ struct Families {
     http_duration: HistogramVec,
     sse_subscribers: IntGauge,
     sse_dropped: IntCounter,
+    event_log_dropped: IntCounter,
+    event_log_engine_lagged: IntCounter,
 }
 
 impl Families {
@@ -88,16 +90,28 @@ impl Families {
             "revaer_sse_dropped_total",
             "SSE events not delivered to a subscriber that fell behind.",
         )?;
+        let event_log_dropped = IntCounter::new(
+            "revaer_event_log_appends_dropped_total",
+            "Events not written to the event log because its write queue was full (the state disk is slow or stuck).",
+        )?;
+        let event_log_engine_lagged = IntCounter::new(
+            "revaer_event_log_engine_lagged_total",
+            "Engine events the event log missed because its feed fell behind the engine.",
+        )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(sse_subscribers.clone()))?;
         registry.register(Box::new(sse_dropped.clone()))?;
+        registry.register(Box::new(event_log_dropped.clone()))?;
+        registry.register(Box::new(event_log_engine_lagged.clone()))?;
         Ok(Self {
             registry,
             http_requests,
             http_duration,
             sse_subscribers,
             sse_dropped,
+            event_log_dropped,
+            event_log_engine_lagged,
         })
     }
 }
@@ -147,16 +161,21 @@ impl Metrics {
         response
     }
 
-    /// Copies the SSE figures the event log keeps (it counts them itself,
-    /// where streams are built) into the registry.
+    /// Copies the figures the event log keeps (it counts them itself,
+    /// where streams are built and events queued) into the registry.
     pub fn sync_event_log(&self, log: &crate::event_log::EventLog) {
         if let Some(f) = &self.families {
             f.sse_subscribers
                 .set(i64::try_from(log.sse_subscribers()).unwrap_or(i64::MAX));
-            let dropped = log.sse_dropped_total();
-            let shown = f.sse_dropped.get();
-            if dropped > shown {
-                f.sse_dropped.inc_by(dropped - shown);
+            for (counter, total) in [
+                (&f.sse_dropped, log.sse_dropped_total()),
+                (&f.event_log_dropped, log.appends_dropped_total()),
+                (&f.event_log_engine_lagged, log.engine_lagged_total()),
+            ] {
+                let shown = counter.get();
+                if total > shown {
+                    counter.inc_by(total - shown);
+                }
             }
         }
     }
@@ -582,6 +601,45 @@ mod tests {
             Some(1.0),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn event_log_drops_are_exported() {
+        let store = std::sync::Arc::new(crate::store::Store::in_memory().unwrap());
+        let log = crate::event_log::EventLog::open(
+            store,
+            &crate::event_log::EventLogConfig {
+                queue_capacity: 1,
+                ..crate::event_log::EventLogConfig::default()
+            },
+        )
+        .unwrap();
+        let metrics = Metrics::new();
+        metrics.sync_event_log(&log);
+        let text = own_text(&metrics);
+        assert_eq!(
+            sample(&text, "revaer_event_log_appends_dropped_total"),
+            Some(0.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "revaer_event_log_engine_lagged_total"),
+            Some(0.0)
+        );
+        // Current-thread runtime: the writer cannot drain before we yield,
+        // so one event fits in the queue and four are dropped.
+        for revision in 0..5 {
+            log.append(revaer_api_models::events::Event::ConfigApplied { revision });
+        }
+        metrics.sync_event_log(&log);
+        metrics.sync_event_log(&log);
+        let text = own_text(&metrics);
+        assert_eq!(
+            sample(&text, "revaer_event_log_appends_dropped_total"),
+            Some(4.0),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE revaer_event_log_appends_dropped_total counter"));
     }
 
     #[test]

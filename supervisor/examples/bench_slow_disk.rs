@@ -201,7 +201,6 @@ fn bench(args: &Args) -> Result<(), BoxError> {
         },
         &mut report,
     )?;
-    report.restarts = restarts(&revaer);
     cgroup.limit(&disk.major_minor, 0)?;
     revaer.proc.stop()?;
     drop(revaer);
@@ -284,6 +283,8 @@ fn copy_phase(
     report.io_read = io_after.0.saturating_sub(io_before.0);
     report.io_write = io_after.1.saturating_sub(io_before.1);
     report.job_attempts = job["attempts"].as_u64().unwrap_or(0);
+    report.restarts = metric_total(revaer, "revaer_worker_restarts_total");
+    report.events_dropped = metric_total(revaer, "revaer_event_log_appends_dropped_total");
     Ok(())
 }
 
@@ -496,20 +497,19 @@ fn fsops_job(revaer: &Revaer, id: &str) -> Result<Value, BoxError> {
     Ok(detail["fsops_job"].clone())
 }
 
-/// `revaer_worker_restarts_total` summed over the workers (must stay 0).
-fn restarts(revaer: &Revaer) -> Option<u64> {
+/// The sum of every sample of the metric family `name` on `/metrics`.
+fn metric_total(revaer: &Revaer, name: &str) -> Option<u64> {
     let text = revaer.get("/metrics").ok()?.text().ok()?;
-    Some(
-        text.lines()
-            .filter(|l| l.starts_with("revaer_worker_restarts_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|v| {
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                let v = v as u64;
-                v
-            })
-            .sum(),
-    )
+    let total: f64 = text
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Some(total as u64)
 }
 
 // ---------------------------------------------------------------------------
@@ -701,6 +701,7 @@ struct Report {
     io_write: u64,
     job_attempts: u64,
     restarts: Option<u64>,
+    events_dropped: Option<u64>,
 }
 
 impl Report {
@@ -762,7 +763,8 @@ impl Report {
             s,
             "\nThe copy of {} MiB took {:.1} s ({rate:.1} MiB/s) in {} attempt(s); the group read \
              {:.0} MiB and wrote {:.0} MiB on the device meanwhile. FsOps was {} copying when the \
-             copy phase's measurement ended. Worker restarts during the bench: {}.",
+             copy phase's measurement ended. Worker restarts during the bench: {}; events the \
+             event log dropped (queue full): {}.",
             self.size_mib,
             self.copy_seconds,
             self.job_attempts,
@@ -770,6 +772,8 @@ impl Report {
             mib(self.io_write),
             if running { "still" } else { "**no longer**" },
             self.restarts
+                .map_or_else(|| "unknown".to_owned(), |r| r.to_string()),
+            self.events_dropped
                 .map_or_else(|| "unknown".to_owned(), |r| r.to_string()),
         );
         let _ = writeln!(
