@@ -586,15 +586,17 @@ fn read_page(
     sql.push_str(" ORDER BY id LIMIT ?");
     args.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
 
-    // One lock for the bounds and the rows, so they describe the same
-    // moment; parsing happens after it is released.
+    // One read transaction for the bounds and the rows, so they describe
+    // the same moment (a write may commit in between on the writer
+    // connection); parsing happens after it ends.
     let (oldest, head, rows) = {
-        let conn = store.conn();
+        let mut conn = store.read_conn();
+        let snapshot = conn.transaction()?;
         let (oldest, head): (Option<i64>, Option<i64>) =
-            conn.query_row("SELECT MIN(id), MAX(id) FROM events", [], |r| {
+            snapshot.query_row("SELECT MIN(id), MAX(id) FROM events", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?;
-        let mut select = conn.prepare(&sql)?;
+        let mut select = snapshot.prepare(&sql)?;
         let rows = select
             .query_map(params_from_iter(args), |r| {
                 Ok((
@@ -1080,6 +1082,45 @@ mod tests {
             ..EventFilter::default()
         };
         assert!(!torrent_only.matches(&Event::ConfigApplied { revision: 1 }));
+    }
+
+    /// A replay (an SSE client catching up) reads through the store's
+    /// read-only connection: a write holding the database does not delay it,
+    /// and it sees everything committed before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replay_reads_while_a_write_holds_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("revaer.db")).unwrap());
+        let log = EventLog::open(Arc::clone(&store), &EventLogConfig::default()).unwrap();
+        for n in 0..3 {
+            log.append_durable(completed(n)).await.unwrap();
+        }
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let holder = {
+            let (store, released) = (Arc::clone(&store), Arc::clone(&released));
+            std::thread::spawn(move || {
+                let conn = store.conn();
+                held_tx.send(()).unwrap();
+                let _ = done_rx.recv_timeout(std::time::Duration::from_secs(60));
+                released.store(true, std::sync::atomic::Ordering::SeqCst);
+                drop(conn);
+            })
+        };
+        held_rx.recv().unwrap();
+        let page = log
+            .replay_page(0, Arc::new(EventFilter::default()), 10)
+            .await
+            .unwrap();
+        assert!(
+            !released.load(std::sync::atomic::Ordering::SeqCst),
+            "the replay waited for the writer"
+        );
+        let got: Vec<_> = page.events.iter().map(|e| e.event.clone()).collect();
+        assert_eq!(got, vec![completed(0), completed(1), completed(2)]);
+        done_tx.send(()).unwrap();
+        holder.join().unwrap();
     }
 
     #[tokio::test]

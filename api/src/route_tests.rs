@@ -926,9 +926,10 @@ fn spawn_admin_call(
 }
 
 /// The control plane never waits on the state database: while a write
-/// holds it (a slow disk), `/health`, `/health/full` and the list answer,
-/// even with key and label writes queued behind the database on both
-/// runtime threads' worth of requests. Those finish once it is free.
+/// holds it (a slow disk), `/health`, `/health/full`, the list, a detail
+/// and the key list answer, even with key and label writes queued behind
+/// the database, more of them than there are runtime threads. Those finish
+/// once it is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_state_database_never_stalls_health_or_the_list() {
     use std::sync::Arc;
@@ -953,9 +954,15 @@ async fn a_stuck_state_database_never_stalls_health_or_the_list() {
         })
     };
     held_rx.recv().unwrap();
+    // Writes wait for the database, on the blocking pool.
     let mut queued = Vec::new();
-    for _ in 0..4 {
-        queued.push(spawn_admin_call(&h, Method::GET, "/v1/keys".into(), None));
+    for n in 0..4 {
+        queued.push(spawn_admin_call(
+            &h,
+            Method::POST,
+            "/v1/keys".into(),
+            Some(json!({ "name": format!("queued-{n}"), "scope": "read" })),
+        ));
     }
     queued.push(spawn_admin_call(
         &h,
@@ -985,6 +992,16 @@ async fn a_stuck_state_database_never_stalls_health_or_the_list() {
                 .unwrap();
         assert_eq!(status, StatusCode::OK, "{page}");
         assert_eq!(page["items"][0]["id"], id.as_str());
+        // Reads of the database go through its read-only connection.
+        let (status, detail) =
+            spawn_admin_call(&h, Method::GET, format!("/v1/torrents/{id}"), None)
+                .await
+                .unwrap();
+        assert_eq!(status, StatusCode::OK, "{detail}");
+        let (status, keys) = spawn_admin_call(&h, Method::GET, "/v1/keys".into(), None)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK, "{keys}");
         assert!(
             !released.load(Ordering::SeqCst),
             "round {round}: the control plane waited for the database"

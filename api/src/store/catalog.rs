@@ -160,7 +160,7 @@ impl Store {
     /// The newest FsOps job of a torrent.
     pub fn fsops_job_latest(&self, torrent: &str) -> Result<Option<FsopsJobRow>, StoreError> {
         Ok(self
-            .conn()
+            .read_conn()
             .query_row(
                 &format!(
                     "SELECT {JOB_COLUMNS} FROM fsops_jobs WHERE torrent = ?1 ORDER BY id DESC LIMIT 1"

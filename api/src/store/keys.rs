@@ -266,7 +266,7 @@ impl Keys {
 
     /// Every key, revoked ones included, oldest first.
     pub fn list(&self) -> Result<Vec<KeyInfo>, StoreError> {
-        let conn = self.store.conn();
+        let conn = self.store.read_conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
         ))?;

@@ -14,7 +14,7 @@ pub mod keys;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -92,13 +92,26 @@ const MIGRATIONS: &[&str] = &[
 #[derive(Debug)]
 pub struct Store {
     conn: Mutex<Connection>,
+    /// A second, read-only connection for reads that must not queue behind
+    /// a write waiting on a slow disk: in WAL mode it reads the last
+    /// committed state while the writer is busy (ADR 009). `None` for an
+    /// in-memory database, which reads through `conn`.
+    reader: Option<Mutex<Connection>>,
 }
 
 impl Store {
     /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
-        Self::configure(conn)
+        let mut store = Self::configure(conn)?;
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        reader.pragma_update(None, "query_only", true)?;
+        store.reader = Some(Mutex::new(reader));
+        Ok(store)
     }
 
     /// An in-memory database (tests).
@@ -114,13 +127,27 @@ impl Store {
         migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            reader: None,
         })
     }
 
-    /// The connection; SQLite calls are short, so one mutex-guarded
-    /// connection serves the API (reads of hot data come from memory).
+    /// The read-write connection; SQLite calls are short, so one
+    /// mutex-guarded connection takes every write (reads of hot data come
+    /// from memory).
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The connection for reads that answer requests (a torrent's FsOps
+    /// job, the key list, the event-log replay): the read-only one, so a
+    /// write stuck on the disk does not hold them up. Never call while
+    /// holding [`Store::conn`]: without a reader it is the same mutex.
+    pub(crate) fn read_conn(&self) -> MutexGuard<'_, Connection> {
+        self.reader
+            .as_ref()
+            .unwrap_or(&self.conn)
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
