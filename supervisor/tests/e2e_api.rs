@@ -47,27 +47,13 @@ impl Api<'_> {
     }
 
     fn upload(&self, torrent: &[u8], options: &Value) -> (u16, Option<String>, Value) {
-        let boundary = "e2e-boundary-7d1f";
-        let mut body = format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"torrent\"; filename=\"t.torrent\"\r\nContent-Type: application/x-bittorrent\r\n\r\n"
-        )
-        .into_bytes();
-        body.extend_from_slice(torrent);
-        body.extend_from_slice(
-            format!(
-                "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"options\"\r\n\r\n{options}\r\n--{boundary}--\r\n"
-            )
-            .as_bytes(),
-        );
+        let (content_type, body) = common::torrent_form(torrent, Some(options));
         let response = self
             .daemon
             .client()
             .post(format!("{}/v1/torrents", self.url))
             .bearer_auth(&self.key)
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
+            .header("content-type", content_type)
             .body(body)
             .send()
             .unwrap();

@@ -61,17 +61,6 @@ fn magnet(n: u64) -> (String, String) {
     (format!("magnet:?xt=urn:btih:{id}&dn=chaos{n}"), id)
 }
 
-fn multipart(torrent: &[u8], options: &Value) -> (String, Vec<u8>) {
-    let boundary = "chaos-boundary";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"options\"\r\nContent-Type: application/json\r\n\r\n{options}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"torrent\"; filename=\"t.torrent\"\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(torrent);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 /// What the API acknowledged (or left unknown, when the answer was lost).
 #[derive(Debug, Default)]
 struct Acks {
@@ -442,7 +431,8 @@ fn workers_killed_at_random_lose_no_acknowledged_write_and_no_event() {
     let mut initial: BTreeMap<String, String> = BTreeMap::new();
     for (i, source) in sources.iter().chain(std::iter::once(&seeded)).enumerate() {
         let tag = format!("init{i}");
-        let (content_type, body) = multipart(&source.torrent, &json!({"tags": [tag]}));
+        let (content_type, body) =
+            common::torrent_form(&source.torrent, Some(&json!({"tags": [tag]})));
         let r = client
             .post(format!("{url}/v1/torrents"))
             .bearer_auth(&key)

@@ -153,22 +153,13 @@ fn a_full_downloads_disk_stops_the_torrent_with_a_reason_and_resume_finishes_it(
     });
     daemon.wait_ok();
     let url = daemon.url().unwrap();
-    let boundary = "disk-full-boundary";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"torrent\"; filename=\"t.torrent\"\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(&seed.torrent);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (content_type, body) = common::torrent_form(&seed.torrent, None);
     let (status, _, _) = send(
         &daemon,
         daemon
             .client()
             .post(format!("{url}/v1/torrents"))
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
+            .header("content-type", content_type)
             .body(body),
     );
     assert_eq!(status, 201);

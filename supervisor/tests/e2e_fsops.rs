@@ -41,21 +41,12 @@ fn post(daemon: &Daemon, key: &str, path: &str, body: &Value) -> u16 {
 
 /// Adds `seed`'s torrent through the API; returns its id.
 fn add(daemon: &Daemon, key: &str, seed: &Seed) -> String {
-    let boundary = "fsops-e2e-boundary";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"torrent\"; filename=\"t.torrent\"\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(&seed.torrent);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (content_type, body) = common::torrent_form(&seed.torrent, None);
     let response = daemon
         .client()
         .post(format!("{}/v1/torrents", daemon.url().unwrap()))
         .bearer_auth(key)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
+        .header("content-type", content_type)
         .body(body)
         .send()
         .unwrap();

@@ -177,21 +177,12 @@ fn no_secret_reaches_the_logs_and_private_files_stay_private() {
 
     // A private torrent downloads; its .torrent (with the passkey) is kept
     // in the engine's state.
-    let boundary = "security-boundary";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"torrent\"; filename=\"t.torrent\"\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(&seed.torrent);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (content_type, body) = common::torrent_form(&seed.torrent, None);
     let added = daemon
         .client()
         .post(format!("{url}/v1/torrents"))
         .bearer_auth(&admin)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
+        .header("content-type", content_type)
         .body(body)
         .send()
         .unwrap();

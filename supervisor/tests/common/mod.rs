@@ -745,3 +745,26 @@ pub fn follow_events(url: &str, key: &str, query: &str) -> std::sync::mpsc::Rece
     });
     rx
 }
+
+/// A `POST /v1/torrents` multipart body: part `torrent` (the `.torrent`
+/// bytes) and, when given, part `options` (JSON). Its content type and the
+/// body.
+pub fn torrent_form(torrent: &[u8], options: Option<&serde_json::Value>) -> (String, Vec<u8>) {
+    let boundary = "revaer-e2e-boundary-7d1f";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"torrent\"; filename=\"t.torrent\"\r\nContent-Type: application/x-bittorrent\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(torrent);
+    body.extend_from_slice(b"\r\n");
+    if let Some(options) = options {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"options\"\r\nContent-Type: application/json\r\n\r\n{options}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
