@@ -163,7 +163,12 @@ fn a_full_downloads_disk_stops_the_torrent_with_a_reason_and_resume_finishes_it(
             .body(body),
     );
     assert_eq!(status, 201);
-    let engine_pid = Daemon::worker_pid(&daemon.wait_ok(), "engine");
+    // Not `wait_ok`: the 1 MiB disk may already be full, and health then
+    // (rightly) names `downloads` until space is freed.
+    let up = daemon.wait_health("the engine to be up", |_, h| {
+        h.workers.get("engine").is_some_and(|w| w.up)
+    });
+    let engine_pid = Daemon::worker_pid(&up, "engine");
 
     // The disk fills: the torrent stops with the cause in its error.
     let stopped = wait_for("the torrent to fail on the full disk", || {

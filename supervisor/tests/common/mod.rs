@@ -96,6 +96,21 @@ fn spawn_revaerd_to(
 }
 
 impl Daemon {
+    /// The handle of a `revaerd` just spawned on `data`, with the HTTP
+    /// client the tests use (5 s timeout, no proxy).
+    fn around(child: Child, data: TempDir) -> Self {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .no_proxy()
+            .build()
+            .unwrap();
+        Self {
+            child,
+            data,
+            client,
+        }
+    }
+
     /// Starts `revaerd` from `bin_dir` with `config` as `revaer.toml`.
     pub fn start_with(bin_dir: &Path, config: &str) -> Self {
         Self::start_with_env(bin_dir, config, &[])
@@ -113,19 +128,7 @@ impl Daemon {
         std::fs::write(data.0.join("revaer.toml"), config).unwrap();
         let prepared = prepare(&data.0);
         let child = spawn_revaerd(bin_dir, &data.0, &[]);
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .no_proxy()
-            .build()
-            .unwrap();
-        (
-            Self {
-                child,
-                data,
-                client,
-            },
-            prepared,
-        )
+        (Self::around(child, data), prepared)
     }
 
     /// [`Self::start_with`], with `env` added to the daemon's environment.
@@ -133,16 +136,7 @@ impl Daemon {
         let data = TempDir::new("data");
         std::fs::write(data.0.join("revaer.toml"), config).unwrap();
         let child = spawn_revaerd(bin_dir, &data.0, env);
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .no_proxy()
-            .build()
-            .unwrap();
-        Self {
-            child,
-            data,
-            client,
-        }
+        Self::around(child, data)
     }
 
     pub fn start() -> Self {
@@ -157,16 +151,7 @@ impl Daemon {
         let out = std::fs::File::create(log).unwrap();
         let err = out.try_clone().unwrap();
         let child = spawn_revaerd_to(bin_dir, &data.0, env, out.into(), err.into());
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .no_proxy()
-            .build()
-            .unwrap();
-        Self {
-            child,
-            data,
-            client,
-        }
+        Self::around(child, data)
     }
 
     /// The API base URL, as the supervisor recorded it (changes when the API
