@@ -64,6 +64,8 @@ pub struct StoreProbe {
 struct ProbeState {
     /// The last finished probe's error, if it failed.
     error: Option<String>,
+    /// How long the last finished probe waited for its answer.
+    last_took: Duration,
     /// When the probe now waiting for SQLite started.
     pending_since: Option<Instant>,
 }
@@ -88,7 +90,8 @@ impl StoreProbe {
     /// One probe: waits for the database (on the blocking pool) and
     /// records the answer.
     pub async fn probe_once(&self, store: &Arc<Store>) {
-        self.lock().pending_since = Some(Instant::now());
+        let started = Instant::now();
+        self.lock().pending_since = Some(started);
         let store = Arc::clone(store);
         let answer = tokio::task::spawn_blocking(move || {
             store
@@ -101,7 +104,20 @@ impl StoreProbe {
         .unwrap_or_else(|e| Err(format!("database probe failed: {e}")));
         let mut state = self.lock();
         state.pending_since = None;
+        state.last_took = started.elapsed();
         state.error = answer.err();
+    }
+
+    /// How long the database takes to answer, as of `now`: the last
+    /// probe's wait, or the current probe's wait so far when that is
+    /// longer (a stuck disk shows as a growing value).
+    #[must_use]
+    pub fn response_time(&self, now: Instant) -> Duration {
+        let state = self.lock();
+        let waiting = state
+            .pending_since
+            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+        state.last_took.max(waiting)
     }
 
     /// The store's health at `now`: the last probe's error, a probe
@@ -597,6 +613,7 @@ mod tests {
         // ...and stuck once the probe has waited past the limit.
         let later = Instant::now() + STORE_STALL_AFTER + Duration::from_secs(1);
         let stuck = probe.health(&events, later);
+        assert!(probe.response_time(later) > STORE_STALL_AFTER);
         assert!(!stuck.ok);
         assert!(
             stuck.error.as_deref().unwrap().contains("has not answered"),
@@ -606,5 +623,10 @@ mod tests {
         writer.join().unwrap();
         waiting.await.unwrap();
         assert_eq!(probe.health(&events, later), healthy_store());
+        let took = probe.response_time(Instant::now());
+        assert!(
+            took > Duration::ZERO && took < STORE_STALL_AFTER,
+            "{took:?}"
+        );
     }
 }

@@ -25,8 +25,8 @@ use axum::response::{IntoResponse, Response};
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use revaer_ipc::{Role, WorkerRequest, WorkerResponse};
 use revaer_worker_bootstrap::data_server::own_metrics;
@@ -62,6 +62,7 @@ struct Families {
     sse_dropped: IntCounter,
     event_log_dropped: IntCounter,
     event_log_engine_lagged: IntCounter,
+    store_response: Gauge,
 }
 
 impl Families {
@@ -98,12 +99,17 @@ impl Families {
             "revaer_event_log_engine_lagged_total",
             "Engine events the event log missed because its feed fell behind the engine.",
         )?;
+        let store_response = Gauge::new(
+            "revaer_store_response_seconds",
+            "How long the state database took to answer the last background probe, or has been waiting for the current one when that is longer (a slow or stuck state disk).",
+        )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(sse_subscribers.clone()))?;
         registry.register(Box::new(sse_dropped.clone()))?;
         registry.register(Box::new(event_log_dropped.clone()))?;
         registry.register(Box::new(event_log_engine_lagged.clone()))?;
+        registry.register(Box::new(store_response.clone()))?;
         Ok(Self {
             registry,
             http_requests,
@@ -112,6 +118,7 @@ impl Families {
             sse_dropped,
             event_log_dropped,
             event_log_engine_lagged,
+            store_response,
         })
     }
 }
@@ -177,6 +184,14 @@ impl Metrics {
                     counter.inc_by(total - shown);
                 }
             }
+        }
+    }
+
+    /// Records how long the state database takes to answer (see
+    /// [`crate::health::StoreProbe::response_time`]).
+    pub fn set_store_response(&self, took: Duration) {
+        if let Some(f) = &self.families {
+            f.store_response.set(took.as_secs_f64());
         }
     }
 
@@ -393,6 +408,9 @@ pub async fn render(State(state): State<Arc<AppState>>) -> Response {
         .collect();
     let throttled = state.rate_limits.throttled();
     state.metrics.sync_event_log(&state.events);
+    state
+        .metrics
+        .set_store_response(state.store_probe.response_time(Instant::now()));
     match state.metrics.exposition(
         &workers,
         &throttled,
@@ -604,7 +622,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn event_log_drops_are_exported() {
+    async fn event_log_and_store_figures_are_exported() {
         let store = std::sync::Arc::new(crate::store::Store::in_memory().unwrap());
         let log = crate::event_log::EventLog::open(
             store,
@@ -640,6 +658,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE revaer_event_log_appends_dropped_total counter"));
+        assert_eq!(sample(&text, "revaer_store_response_seconds"), Some(0.0));
+        metrics.set_store_response(Duration::from_millis(1500));
+        let text = own_text(&metrics);
+        assert_eq!(sample(&text, "revaer_store_response_seconds"), Some(1.5));
+        assert!(text.contains("# TYPE revaer_store_response_seconds gauge"));
     }
 
     #[test]
