@@ -76,6 +76,18 @@ struct Acks {
     refused: u32,
 }
 
+impl Acks {
+    /// One of the first eight acknowledged adds not removed (or maybe
+    /// removed), picked at random: the torrent a remove or pause targets.
+    fn pick_live(&self, rng: &mut Rng) -> Option<String> {
+        self.added
+            .keys()
+            .filter(|id| !self.removed.contains(*id) && !self.remove_unknown.contains(*id))
+            .nth(usize::try_from(rng.below(8)).unwrap())
+            .cloned()
+    }
+}
+
 /// The writer: random API writes until `stop`.
 #[allow(clippy::too_many_lines, reason = "one arm per kind of write")]
 fn writer(
@@ -124,12 +136,7 @@ fn writer(
                 }
             }
             2 => {
-                let victim = a
-                    .added
-                    .keys()
-                    .filter(|id| !a.removed.contains(*id) && !a.remove_unknown.contains(*id))
-                    .nth(usize::try_from(rng.below(8)).unwrap())
-                    .cloned();
+                let victim = a.pick_live(&mut rng);
                 drop(a);
                 let Some(id) = victim else { continue };
                 let sent = http
@@ -150,12 +157,7 @@ fn writer(
                 }
             }
             3 => {
-                let victim = a
-                    .added
-                    .keys()
-                    .filter(|id| !a.removed.contains(*id) && !a.remove_unknown.contains(*id))
-                    .nth(usize::try_from(rng.below(8)).unwrap())
-                    .cloned();
+                let victim = a.pick_live(&mut rng);
                 drop(a);
                 let Some(id) = victim else { continue };
                 let sent = http

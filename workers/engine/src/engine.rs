@@ -1315,10 +1315,11 @@ fn spawn_alert_pump(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn loopback_config() -> Config {
+    /// The default config on 127.0.0.1 with DHT, LSD, `UPnP` and NAT-PMP off.
+    pub(crate) fn loopback_config() -> Config {
         let mut config = Config::default();
         config.engine.listen_interfaces = "127.0.0.1:0".to_owned();
         config.engine.enable_dht = false;

@@ -68,12 +68,7 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("revaer-engine-metrics-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut config = Config::default();
-        config.engine.listen_interfaces = "127.0.0.1:0".to_owned();
-        config.engine.enable_dht = false;
-        config.engine.enable_lsd = false;
-        config.engine.enable_upnp = false;
-        config.engine.enable_natpmp = false;
+        let config = crate::engine::tests::loopback_config();
         let engine = Engine::start(&config, dir.join("state"), dir.join("downloads")).unwrap();
         let service = EngineService(Arc::clone(&engine));
 
