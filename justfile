@@ -149,6 +149,22 @@ api-contract *args:
     cargo build --workspace --bins {{test_features}}
     ./scripts/api-contract.sh {{args}}
 
+# Not part of CI. Each round prints its seed; a failure stops the run and
+# prints the command that replays it exactly
+# (`SCHEMATHESIS_SEED=<seed> SCHEMATHESIS_MAX_EXAMPLES=<n> ./scripts/api-contract.sh`).
+# To keep a failure: add the failing request (schemathesis prints it as
+# curl), after the steps that set it up, with the status it should get, as
+# scripts/api-contract-cases/<name>.json (format in that directory's
+# README.md); fix the code or the document; every later run replays it.
+# The API contract run (kept cases, then schemathesis) `rounds` times, each with a fresh random seed and `examples` cases per operation.
+fuzz-api rounds="5" examples="200":
+    cargo build --workspace --bins {{test_features}}
+    for round in $(seq 1 {{rounds}}); do \
+        seed="$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')"; \
+        echo "fuzz-api: round $round of {{rounds}}, schemathesis seed $seed"; \
+        SCHEMATHESIS_SEED="$seed" SCHEMATHESIS_MAX_EXAMPLES="{{examples}}" ./scripts/api-contract.sh; \
+    done
+
 # Regenerate docs/api/openapi.json from the code (a test fails when it is stale).
 api-export:
     cargo run -q -p revaer-api --example export_openapi > docs/api/openapi.json.tmp

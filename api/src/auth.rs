@@ -48,6 +48,54 @@ fn unauthorized(detail: &str) -> Response {
     response
 }
 
+/// What [`require_key`] asks of a request, by method and path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No key (`GET /health`, liveness).
+    Open,
+    /// No key from a loopback peer, a key from anywhere else (`GET
+    /// /health/full`, so container health checks need no secret).
+    LoopbackOrKey,
+    /// A key of any scope (GET and HEAD).
+    AnyKey,
+    /// An admin key (every other method).
+    AdminKey,
+}
+
+impl Access {
+    /// The access a request to `path` with `method` needs (a route
+    /// template such as `/v1/torrents/{id}` gives the same answer as the
+    /// paths it matches).
+    #[must_use]
+    pub fn of(method: &Method, path: &str) -> Self {
+        let reads = matches!(*method, Method::GET | Method::HEAD);
+        match path {
+            "/health" => Access::Open,
+            "/health/full" if reads => Access::LoopbackOrKey,
+            _ if reads => Access::AnyKey,
+            _ => Access::AdminKey,
+        }
+    }
+
+    /// Every status [`require_key`] can refuse such a request with: 401
+    /// without a valid key, 403 for a read key where admin is needed, 429
+    /// when the key's bucket is empty.
+    #[must_use]
+    pub const fn refusals(self) -> &'static [StatusCode] {
+        match self {
+            Access::Open => &[],
+            Access::LoopbackOrKey | Access::AnyKey => {
+                &[StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS]
+            }
+            Access::AdminKey => &[
+                StatusCode::UNAUTHORIZED,
+                StatusCode::FORBIDDEN,
+                StatusCode::TOO_MANY_REQUESTS,
+            ],
+        }
+    }
+}
+
 /// The middleware. Puts the caller's [`KeyInfo`] into the request
 /// extensions for handlers that need it.
 pub async fn require_key(
@@ -55,15 +103,15 @@ pub async fn require_key(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let path = request.uri().path();
-    if path == "/health" {
+    let access = Access::of(request.method(), request.uri().path());
+    if access == Access::Open {
         return next.run(request).await;
     }
     let from_loopback = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .is_some_and(|ConnectInfo(peer)| peer.ip().is_loopback());
-    if path == "/health/full" && from_loopback && presented_key(&request).is_none() {
+    if access == Access::LoopbackOrKey && from_loopback && presented_key(&request).is_none() {
         return next.run(request).await;
     }
     let Some(presented) = presented_key(&request) else {
@@ -74,8 +122,7 @@ pub async fn require_key(
     let Some(key) = state.keys.authenticate(presented) else {
         return unauthorized("the API key is not valid (unknown, revoked or expired)");
     };
-    let read_only = matches!(*request.method(), Method::GET | Method::HEAD);
-    if key.scope == Scope::Read && !read_only {
+    if key.scope == Scope::Read && access == Access::AdminKey {
         return problem_response(
             StatusCode::FORBIDDEN,
             Some(format!(

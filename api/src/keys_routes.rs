@@ -14,7 +14,7 @@ use revaer_api_models::events::Event;
 use revaer_api_models::{KeyCreated, KeyIssueRequest, KeyRotateRequest, KeyScope, KeySummary};
 
 use crate::AppState;
-use crate::problem::{ApiError, ValidJson, problem_response};
+use crate::problem::{ValidJson, failures, invalid, store_write};
 use crate::store::StoreError;
 use crate::store::keys::{IssuedKey, KeyInfo, Keys, Scope};
 
@@ -54,33 +54,91 @@ fn created(issued: &IssuedKey) -> KeyCreated {
     }
 }
 
+failures! {
+    /// A failed key-store write: refused (400), the state directory full
+    /// (507), or the store unavailable (503); nothing was stored.
+    pub enum KeyWriteFailure { BadRequest, Unavailable, InsufficientStorage, Internal }
+        from { crate::problem::StoreFailure }
+
+    /// A key-store read that failed (the store unavailable).
+    pub enum KeyReadFailure { Unavailable, Internal }
+
+    /// Why `POST /v1/keys` fails.
+    pub enum IssueError { Forbidden, Invalid, BadRequest, Unavailable, InsufficientStorage, Internal }
+        from { KeyWriteFailure }
+
+    /// Why `GET /v1/keys` fails.
+    pub enum ListError { Forbidden, Unavailable, Internal } from { KeyReadFailure }
+
+    /// Why `POST /v1/keys/{id}/rotate` fails.
+    pub enum RotateError {
+        Forbidden,
+        Invalid,
+        BadRequest,
+        NotFound,
+        Unavailable,
+        InsufficientStorage,
+        Internal,
+    } from { KeyWriteFailure }
+
+    /// Why `DELETE /v1/keys/{id}` fails.
+    pub enum RevokeError { Forbidden, BadRequest, NotFound, Unavailable, InsufficientStorage, Internal }
+        from { KeyWriteFailure }
+}
+
 /// Runs a key-store call on the blocking pool: SQLite may wait on a slow
-/// disk, and a runtime thread must never.
+/// disk, and a runtime thread must never. A panicked call is a bug (500).
 async fn on_key_store<T: Send + 'static>(
     state: &Arc<AppState>,
     call: impl FnOnce(&Keys) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
+) -> Result<Result<T, StoreError>, String> {
     let keys = Arc::clone(&state.keys);
     tokio::task::spawn_blocking(move || call(&keys))
         .await
-        .map_err(|e| StoreError::Invalid(format!("key store task failed: {e}")))?
+        .map_err(|e| format!("key store task failed: {e}"))
 }
 
-fn store_error(e: &StoreError) -> ApiError {
-    match e {
-        StoreError::Invalid(message) => ApiError::BadRequest(message.clone()),
-        other => ApiError::store_write(other, "the key store failed"),
+/// A key-store write: `Invalid` is the caller's mistake (400), the rest
+/// is the store's (507 or 503).
+async fn write_keys<T: Send + 'static>(
+    state: &Arc<AppState>,
+    call: impl FnOnce(&Keys) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, KeyWriteFailure> {
+    match on_key_store(state, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(StoreError::Invalid(message))) => Err(KeyWriteFailure::BadRequest(message)),
+        Ok(Err(e)) => Err(store_write(&e, "the key store failed").into()),
+        Err(e) => Err(KeyWriteFailure::Internal(e)),
     }
 }
 
-/// The 403 answer for a non-admin caller, if it is one.
-fn forbid_unless_admin(caller: &KeyInfo) -> Option<Response> {
-    (caller.scope != Scope::Admin).then(|| {
-        problem_response(
-            StatusCode::FORBIDDEN,
-            Some("key management needs an admin key".to_owned()),
-        )
-    })
+/// A key-store read: any failure is the store's (503).
+async fn read_keys<T: Send + 'static>(
+    state: &Arc<AppState>,
+    call: impl FnOnce(&Keys) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, KeyReadFailure> {
+    match on_key_store(state, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "the key store cannot be read");
+            Err(KeyReadFailure::Unavailable(
+                "the key store cannot be read; retry shortly".to_owned(),
+            ))
+        }
+        Err(e) => Err(KeyReadFailure::Internal(e)),
+    }
+}
+
+/// Refuses a non-admin caller (403): listing keys is a GET, which the
+/// auth middleware lets read keys do.
+fn require_admin<E: crate::problem::Carries<crate::problem::kind::Forbidden>>(
+    caller: &KeyInfo,
+) -> Result<(), E> {
+    if caller.scope == Scope::Admin {
+        Ok(())
+    } else {
+        Err(E::carry("key management needs an admin key".to_owned()))
+    }
 }
 
 /// `POST /v1/keys`.
@@ -97,7 +155,9 @@ fn forbid_unless_admin(caller: &KeyInfo) -> Option<Response> {
         (status = 401, description = "Missing or invalid key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than 64 KiB", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The key store cannot be written now; nothing was stored; see `Retry-After`", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 507, description = "The state directory is full; nothing was stored", body = revaer_api_models::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -105,32 +165,26 @@ pub async fn issue(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<KeyInfo>,
     ValidJson(request): ValidJson<KeyIssueRequest>,
-) -> Response {
-    if let Some(denied) = forbid_unless_admin(&caller) {
-        return denied;
-    }
+) -> Result<Response, IssueError> {
+    require_admin::<IssueError>(&caller)?;
     let name_length = request.name.trim().len();
     if name_length == 0 || name_length > 100 {
-        return ApiError::invalid("/name", "a key name is 1 to 100 characters").into_response();
+        return Err(invalid("/name", "a key name is 1 to 100 characters"));
     }
     if request.rate_per_minute == Some(0) {
-        return ApiError::invalid("/rate_per_minute", "must be at least 1").into_response();
+        return Err(invalid("/rate_per_minute", "must be at least 1"));
     }
     let scope = match request.scope {
         KeyScope::Read => Scope::Read,
         KeyScope::Admin => Scope::Admin,
     };
     let (name, rate) = (request.name.clone(), request.rate_per_minute);
-    match on_key_store(&state, move |keys| keys.issue(&name, scope, rate)).await {
-        Ok(issued) => {
-            tracing::info!(key_id = %issued.info.id, by = %caller.id, "API key issued");
-            state
-                .events
-                .append(issued_event(&issued.info, false, &caller));
-            (StatusCode::CREATED, Json(created(&issued))).into_response()
-        }
-        Err(e) => store_error(&e).into_response(),
-    }
+    let issued = write_keys(&state, move |keys| keys.issue(&name, scope, rate)).await?;
+    tracing::info!(key_id = %issued.info.id, by = %caller.id, "API key issued");
+    state
+        .events
+        .append(issued_event(&issued.info, false, &caller));
+    Ok((StatusCode::CREATED, Json(created(&issued))).into_response())
 }
 
 /// `GET /v1/keys`.
@@ -145,19 +199,16 @@ pub async fn issue(
         (status = 401, description = "Missing or invalid key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The key store cannot be read now; see `Retry-After`", body = revaer_api_models::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<KeyInfo>,
-) -> Response {
-    if let Some(denied) = forbid_unless_admin(&caller) {
-        return denied;
-    }
-    match on_key_store(&state, Keys::list).await {
-        Ok(keys) => Json(keys.iter().map(summary).collect::<Vec<_>>()).into_response(),
-        Err(e) => store_error(&e).into_response(),
-    }
+) -> Result<Json<Vec<KeySummary>>, ListError> {
+    require_admin::<ListError>(&caller)?;
+    let keys = read_keys(&state, Keys::list).await?;
+    Ok(Json(keys.iter().map(summary).collect()))
 }
 
 /// `POST /v1/keys/{id}/rotate`.
@@ -176,8 +227,10 @@ pub async fn list(
         (status = 403, description = "Not an admin key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such active key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
-        (status = 507, description = "The state directory is full; nothing was stored", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than 64 KiB", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The key store cannot be written now; nothing was stored; see `Retry-After`", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The state directory is full; nothing was stored", body = revaer_api_models::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn rotate(
@@ -185,29 +238,23 @@ pub async fn rotate(
     Extension(caller): Extension<KeyInfo>,
     Path(id): Path<String>,
     ValidJson(request): ValidJson<KeyRotateRequest>,
-) -> Response {
-    if let Some(denied) = forbid_unless_admin(&caller) {
-        return denied;
-    }
+) -> Result<Json<KeyCreated>, RotateError> {
+    require_admin::<RotateError>(&caller)?;
     if request.grace_seconds > MAX_GRACE_SECONDS {
-        return ApiError::invalid(
+        return Err(invalid(
             "/grace_seconds",
             format!("must be at most {MAX_GRACE_SECONDS}"),
-        )
-        .into_response();
+        ));
     }
     let (key_id, grace) = (id.clone(), Duration::from_secs(request.grace_seconds));
-    match on_key_store(&state, move |keys| keys.rotate(&key_id, grace)).await {
-        Ok(Some(issued)) => {
-            tracing::info!(key_id = %id, by = %caller.id, "API key rotated");
-            state
-                .events
-                .append(issued_event(&issued.info, true, &caller));
-            Json(created(&issued)).into_response()
-        }
-        Ok(None) => ApiError::NotFound(format!("no active key {id}")).into_response(),
-        Err(e) => store_error(&e).into_response(),
-    }
+    let Some(issued) = write_keys(&state, move |keys| keys.rotate(&key_id, grace)).await? else {
+        return Err(RotateError::NotFound(format!("no active key {id}")));
+    };
+    tracing::info!(key_id = %id, by = %caller.id, "API key rotated");
+    state
+        .events
+        .append(issued_event(&issued.info, true, &caller));
+    Ok(Json(created(&issued)))
 }
 
 /// `DELETE /v1/keys/{id}`: revoked keys are refused from the response on.
@@ -220,10 +267,12 @@ pub async fn rotate(
     params(("id" = String, Path, description = "Key id")),
     responses(
         (status = 204, description = "Revoked"),
+        (status = 400, description = "Malformed id (not UTF-8), or the key store refused the change", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such active key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The key store cannot be written now; nothing was stored; see `Retry-After`", body = revaer_api_models::Problem, content_type = "application/problem+json"),
         (status = 507, description = "The state directory is full; nothing was stored", body = revaer_api_models::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -231,23 +280,18 @@ pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<KeyInfo>,
     Path(id): Path<String>,
-) -> Response {
-    if let Some(denied) = forbid_unless_admin(&caller) {
-        return denied;
-    }
+) -> Result<StatusCode, RevokeError> {
+    require_admin::<RevokeError>(&caller)?;
     let key_id = id.clone();
-    match on_key_store(&state, move |keys| keys.revoke(&key_id)).await {
-        Ok(true) => {
-            tracing::info!(key_id = %id, by = %caller.id, "API key revoked");
-            state.events.append(Event::KeyRevoked {
-                key_id: id,
-                by: caller.id.clone(),
-            });
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Ok(false) => ApiError::NotFound(format!("no active key {id}")).into_response(),
-        Err(e) => store_error(&e).into_response(),
+    if !write_keys(&state, move |keys| keys.revoke(&key_id)).await? {
+        return Err(RevokeError::NotFound(format!("no active key {id}")));
     }
+    tracing::info!(key_id = %id, by = %caller.id, "API key revoked");
+    state.events.append(Event::KeyRevoked {
+        key_id: id,
+        by: caller.id.clone(),
+    });
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

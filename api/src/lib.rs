@@ -6,12 +6,16 @@
 //! - [`metrics`]: Prometheus text for the API and its workers.
 //! - [`health`]: the `/health/full` verdict.
 //! - [`links`]: authenticated data channels to the engine and FsOps.
-//! - [`problem`]: RFC 9457 errors for every failure path.
+//! - [`problem`]: RFC 9457 errors for every failure path, typed by the
+//!   statuses they answer with.
+//! - [`contract`]: every status each route can answer with, read off the
+//!   code and checked against the OpenAPI document.
 //! - [`server`]: binding, live re-binding on config change, graceful stop,
 //!   and the limits on hostile clients (timeouts, sizes, connection cap).
 //! - [`control`]: the control channel to the supervisor.
 
 pub mod auth;
+pub mod contract;
 pub mod control;
 pub mod engine_events;
 pub mod event_log;

@@ -33,7 +33,7 @@ use revaer_worker_bootstrap::data_server::own_metrics;
 
 use crate::AppState;
 use crate::links::WorkerLink;
-use crate::problem::problem_response;
+use crate::problem::failures;
 
 /// `route` label of requests no route matched.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -391,7 +391,7 @@ async fn fetch_worker(link: &WorkerLink, role: Role) -> Option<String> {
         (status = 429, description = "Rate limited", body = revaer_api_models::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn render(State(state): State<Arc<AppState>>) -> Response {
+pub async fn render(State(state): State<Arc<AppState>>) -> Result<Response, RenderError> {
     let (engine, fsops) = tokio::join!(
         fetch_worker(&state.engine, Role::Engine),
         fetch_worker(&state.fsops, Role::Fsops),
@@ -416,19 +416,20 @@ pub async fn render(State(state): State<Arc<AppState>>) -> Response {
         &throttled,
         &[(Role::Engine, engine), (Role::Fsops, fsops)],
     ) {
-        Ok(body) => (
+        Ok(body) => Ok((
             [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
             body,
         )
-            .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot encode the metrics");
-            problem_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Some("the metrics could not be encoded".to_owned()),
-            )
-        }
+            .into_response()),
+        Err(e) => Err(RenderError::Internal(format!(
+            "cannot encode the metrics: {e}"
+        ))),
     }
+}
+
+failures! {
+    /// Why `GET /metrics` fails: the registry cannot be encoded (a bug).
+    pub enum RenderError { Internal }
 }
 
 #[cfg(test)]

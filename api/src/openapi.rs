@@ -3,8 +3,18 @@
 //! of `revaer-api-models`. `just api-export` writes it to
 //! `docs/api/openapi.json`; a test fails when that file is stale. The API
 //! serves it at `/docs/openapi.json` and a readable page at `/docs`.
+//!
+//! Every operation lists every status its route can answer with: its own
+//! (handler and auth) in its annotation, checked against the code by
+//! `crate::contract`'s tests, and the answers any route can get
+//! ([`crate::contract::UNIVERSAL`]) added here where an annotation does not
+//! already say more.
 
+use std::collections::btree_map::Entry;
+
+use revaer_api_models::PROBLEM_CONTENT_TYPE;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 /// The document.
@@ -31,7 +41,7 @@ use utoipa::{Modify, OpenApi};
         crate::keys_routes::rotate,
         crate::keys_routes::revoke,
     ),
-    modifiers(&Security),
+    modifiers(&Security, &UniversalAnswers),
     security(("bearer" = []), ("api_key" = [])),
     tags(
         (name = "torrents", description = "Add, list, inspect and steer torrents"),
@@ -61,6 +71,72 @@ impl Modify for Security {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-revaer-api-key"))),
         );
+    }
+}
+
+/// Adds [`crate::contract::UNIVERSAL`] to every operation: as a response
+/// of its own where the operation does not document the status, and as a
+/// problem content type of the documented response where that has none
+/// (`/health/full`'s 503 is a health document; the connection cap's is a
+/// problem).
+#[derive(Debug)]
+struct UniversalAnswers;
+
+impl UniversalAnswers {
+    fn add(responses: &mut utoipa::openapi::Responses, answer: &crate::contract::Universal) {
+        let problem = || {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build()
+        };
+        match responses.responses.entry(answer.status.as_str().to_owned()) {
+            Entry::Vacant(slot) => {
+                let response = ResponseBuilder::new().description(answer.description);
+                let response = if answer.problem {
+                    response.content(PROBLEM_CONTENT_TYPE, problem())
+                } else {
+                    response
+                };
+                slot.insert(response.build().into());
+            }
+            Entry::Occupied(mut slot) => {
+                if let RefOr::T(response) = slot.get_mut()
+                    && answer.problem
+                    && !response.content.contains_key(PROBLEM_CONTENT_TYPE)
+                {
+                    response
+                        .content
+                        .insert(PROBLEM_CONTENT_TYPE.to_owned(), problem());
+                    response.description = format!(
+                        "{}. As a problem document: {}",
+                        response.description.trim_end_matches('.'),
+                        answer.description
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Modify for UniversalAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for answer in crate::contract::UNIVERSAL {
+                    Self::add(&mut operation.responses, answer);
+                }
+            }
+        }
     }
 }
 

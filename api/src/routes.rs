@@ -172,15 +172,32 @@ pub async fn liveness() -> Json<Liveness> {
         (status = 200, description = "Everything ready", body = HealthFull),
         (status = 503, description = "Degraded; `degraded` names the components", body = HealthFull),
         (status = 401, description = "Not from loopback and no valid key", body = revaer_api_models::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited (requests with a key)", body = revaer_api_models::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn readiness(State(state): State<Arc<AppState>>) -> Response {
-    let body = current_health(&state);
-    let status = match body.status {
-        HealthStatus::Ok => StatusCode::OK,
-        HealthStatus::Degraded => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    (status, Json(body)).into_response()
+pub async fn readiness(State(state): State<Arc<AppState>>) -> Readiness {
+    Readiness(current_health(&state))
+}
+
+/// The `/health/full` answer: 200 while everything is ready, 503 with the
+/// same document while anything is degraded.
+#[derive(Debug)]
+pub struct Readiness(pub HealthFull);
+
+impl IntoResponse for Readiness {
+    fn into_response(self) -> Response {
+        let status = match self.0.status {
+            HealthStatus::Ok => StatusCode::OK,
+            HealthStatus::Degraded => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        (status, Json(self.0)).into_response()
+    }
+}
+
+impl crate::contract::Answer for Readiness {
+    fn error_statuses() -> Vec<StatusCode> {
+        vec![StatusCode::SERVICE_UNAVAILABLE]
+    }
 }
 
 /// The readiness document as of now.

@@ -45,6 +45,7 @@ use tokio::sync::broadcast;
 
 use crate::AppState;
 use crate::event_log::{EventFilter, EventLog, LoggedEvent, REPLAY_PAGE, SubscriberGuard};
+use crate::problem::{InvalidRequest, invalid};
 
 /// Idle streams carry a comment this often.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -92,7 +93,7 @@ pub async fn events(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Response {
+) -> Result<Response, InvalidRequest> {
     respond(&state.events, &headers, query)
 }
 
@@ -103,7 +104,7 @@ pub async fn log_events(
     State(log): State<Arc<EventLog>>,
     headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Response {
+) -> Result<Response, InvalidRequest> {
     respond(&log, &headers, query)
 }
 
@@ -111,20 +112,9 @@ fn respond(
     log: &Arc<EventLog>,
     headers: &HeaderMap,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Response {
-    let pairs = match query {
-        Ok(Query(pairs)) => pairs,
-        Err(e) => {
-            return invalid_request(vec![InvalidParam {
-                pointer: "/query".to_owned(),
-                message: e.body_text(),
-            }]);
-        }
-    };
-    let request = match parse_request(headers, &pairs) {
-        Ok(request) => request,
-        Err(invalid) => return invalid_request(invalid),
-    };
+) -> Result<Response, InvalidRequest> {
+    let Query(pairs) = query.map_err(|e| invalid::<InvalidRequest>("/query", e.body_text()))?;
+    let request = parse_request(headers, &pairs).map_err(InvalidRequest::Invalid)?;
     let stream = event_stream(log, request);
     let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
@@ -133,14 +123,14 @@ fn respond(
     response
         .headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
+    Ok(response)
 }
 
 /// A `400` problem naming every invalid input (the API's one shape for
 /// validation failures).
 #[must_use]
 pub fn invalid_request(invalid_params: Vec<InvalidParam>) -> Response {
-    crate::problem::ApiError::Invalid(invalid_params).into_response()
+    InvalidRequest::Invalid(invalid_params).into_response()
 }
 
 /// Parses the `Last-Event-ID` header and the query pairs. Repeated list

@@ -32,7 +32,9 @@ use revaer_ipc::{WorkerRequest, WorkerResponse};
 
 use crate::AppState;
 use crate::links::LinkError;
-use crate::problem::{ApiError, ValidJson, parse_json};
+use crate::problem::{
+    InvalidRequest, StoreFailure, ValidJson, failures, invalid, parse_json, store_write,
+};
 use crate::read_model::{ListFilter, SortKey};
 
 /// Largest `POST /v1/torrents` body: a `.torrent` plus its options.
@@ -48,48 +50,96 @@ const MAX_NAME_FILTER_BYTES: usize = 256;
 /// Most values of one multi-valued filter.
 const MAX_FILTER_VALUES: usize = 32;
 
+// ---------------------------------------------------------------- errors
+
+failures! {
+    /// An engine command that failed: the engine refused it (400, 404,
+    /// 409), is away or busy (503), or answered out of protocol (500).
+    pub enum EngineFailure { BadRequest, NotFound, Conflict, Unavailable, Internal }
+
+    /// A `POST /v1/torrents` body that cannot be read.
+    pub enum UploadFailure { BadRequest, Invalid, PayloadTooLarge } from { InvalidRequest }
+
+    /// Why `POST /v1/torrents` fails.
+    pub enum AddError {
+        BadRequest,
+        Invalid,
+        NotFound,
+        Conflict,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        Unavailable,
+        InsufficientStorage,
+        Internal,
+    } from { InvalidRequest, EngineFailure, UploadFailure, StoreFailure }
+
+    /// Why `GET /v1/torrents/{id}` fails.
+    pub enum DetailError { Invalid, NotFound } from { InvalidRequest }
+
+    /// Why `PATCH /v1/torrents/{id}` fails.
+    pub enum PatchError { Invalid, NotFound, Unavailable, InsufficientStorage, Internal }
+        from { InvalidRequest, StoreFailure }
+
+    /// Why `POST /v1/torrents/{id}/select` fails.
+    pub enum SelectError { BadRequest, Invalid, NotFound, Conflict, Unavailable, Internal }
+        from { InvalidRequest, EngineFailure }
+
+    /// Why `POST /v1/torrents/{id}/action` fails.
+    pub enum ActionError { BadRequest, Invalid, NotFound, Conflict, Unavailable, Internal }
+        from { InvalidRequest, EngineFailure }
+}
+
 // ---------------------------------------------------------------- engine
 
 /// Sends one command to the engine; refuses at once while it is away.
-async fn engine_call(state: &AppState, request: EngineRequest) -> Result<EngineResponse, ApiError> {
+async fn engine_call(
+    state: &AppState,
+    request: EngineRequest,
+) -> Result<EngineResponse, EngineFailure> {
     if state.torrents.is_stale() {
-        return Err(ApiError::Unavailable(
+        return Err(EngineFailure::Unavailable(
             "the engine is unavailable; retry shortly".to_owned(),
         ));
     }
     match state.engine.request(WorkerRequest::Engine(request)).await {
         Ok(WorkerResponse::Engine(EngineResponse::Error(e))) => Err(engine_error(e)),
         Ok(WorkerResponse::Engine(response)) => Ok(response),
-        Ok(other) => Err(ApiError::Internal(format!("engine answered {other:?}"))),
-        Err(LinkError::Busy(_)) => Err(ApiError::Unavailable(
+        Ok(other) => Err(EngineFailure::Internal(format!(
+            "engine answered {other:?}"
+        ))),
+        Err(LinkError::Busy(_)) => Err(EngineFailure::Unavailable(
             "the engine is busy; retry shortly".to_owned(),
         )),
-        Err(e) => Err(ApiError::Unavailable(format!(
+        Err(e) => Err(EngineFailure::Unavailable(format!(
             "the engine is unavailable: {e}"
         ))),
     }
 }
 
-fn engine_error(e: EngineError) -> ApiError {
+fn engine_error(e: EngineError) -> EngineFailure {
     match e.kind {
-        EngineErrorKind::Invalid => ApiError::BadRequest(e.message),
-        EngineErrorKind::NotFound => ApiError::NotFound(e.message),
-        EngineErrorKind::Duplicate => ApiError::Conflict(e.message),
-        EngineErrorKind::Internal => ApiError::Unavailable(e.message),
+        EngineErrorKind::Invalid => EngineFailure::BadRequest(e.message),
+        EngineErrorKind::NotFound => EngineFailure::NotFound(e.message),
+        EngineErrorKind::Duplicate => EngineFailure::Conflict(e.message),
+        EngineErrorKind::Internal => EngineFailure::Unavailable(e.message),
     }
 }
 
-async fn engine_done(state: &AppState, request: EngineRequest) -> Result<(), ApiError> {
+async fn engine_done(state: &AppState, request: EngineRequest) -> Result<(), EngineFailure> {
     match engine_call(state, request).await? {
         EngineResponse::Done => Ok(()),
-        other => Err(ApiError::Internal(format!("engine answered {other:?}"))),
+        other => Err(EngineFailure::Internal(format!(
+            "engine answered {other:?}"
+        ))),
     }
 }
 
-async fn engine_detail(state: &AppState, id: TorrentId) -> Result<TorrentDetail, ApiError> {
+async fn engine_detail(state: &AppState, id: TorrentId) -> Result<TorrentDetail, EngineFailure> {
     match engine_call(state, EngineRequest::Detail { id }).await? {
         EngineResponse::Detail(detail) => Ok(*detail),
-        other => Err(ApiError::Internal(format!("engine answered {other:?}"))),
+        other => Err(EngineFailure::Internal(format!(
+            "engine answered {other:?}"
+        ))),
     }
 }
 
@@ -112,12 +162,12 @@ fn label_problem(label: &str) -> Option<String> {
 /// Checks and deduplicates tags (order kept).
 fn validate_tags(tags: &[String], pointer: &str, errors: &mut Vec<InvalidParam>) -> Vec<String> {
     if tags.len() > MAX_TAGS {
-        errors.push(invalid(pointer, format!("at most {MAX_TAGS} tags")));
+        errors.push(param(pointer, format!("at most {MAX_TAGS} tags")));
     }
     let mut out: Vec<String> = Vec::with_capacity(tags.len());
     for (i, tag) in tags.iter().enumerate() {
         if let Some(problem) = label_problem(tag) {
-            errors.push(invalid(format!("{pointer}/{i}"), problem));
+            errors.push(param(format!("{pointer}/{i}"), problem));
         } else if !out.contains(tag) {
             out.push(tag.clone());
         }
@@ -127,7 +177,7 @@ fn validate_tags(tags: &[String], pointer: &str, errors: &mut Vec<InvalidParam>)
 
 fn validate_category(category: &str, pointer: &str, errors: &mut Vec<InvalidParam>) {
     if let Some(problem) = label_problem(category) {
-        errors.push(invalid(pointer, problem));
+        errors.push(param(pointer, problem));
     }
 }
 
@@ -136,12 +186,12 @@ fn validate_save_path(path: &str, pointer: &str, errors: &mut Vec<InvalidParam>)
         .components()
         .all(|c| matches!(c, std::path::Component::Normal(_)));
     if path.is_empty() || path.len() > MAX_SAVE_PATH_BYTES || path.contains('\0') {
-        errors.push(invalid(
+        errors.push(param(
             pointer,
             format!("must be 1 to {MAX_SAVE_PATH_BYTES} bytes"),
         ));
     } else if !plain {
-        errors.push(invalid(
+        errors.push(param(
             pointer,
             "must be a relative path below the downloads dir, without `.` or `..`",
         ));
@@ -152,42 +202,42 @@ fn validate_save_path(path: &str, pointer: &str, errors: &mut Vec<InvalidParam>)
 /// later).
 fn validate_rules(rules: &[FileRule], pointer: &str, errors: &mut Vec<InvalidParam>) {
     if rules.len() > MAX_RULES {
-        errors.push(invalid(pointer, format!("at most {MAX_RULES} rules")));
+        errors.push(param(pointer, format!("at most {MAX_RULES} rules")));
         return;
     }
     for (i, rule) in rules.iter().enumerate() {
         let at = format!("{pointer}/{i}");
         match (&rule.index, &rule.glob) {
             (Some(_), Some(_)) | (None, None) => {
-                errors.push(invalid(&at, "give exactly one of `index` and `glob`"));
+                errors.push(param(&at, "give exactly one of `index` and `glob`"));
             }
             (None, Some(glob)) => {
                 if glob.is_empty() || glob.len() > 1024 {
-                    errors.push(invalid(format!("{at}/glob"), "must be 1 to 1024 bytes"));
+                    errors.push(param(format!("{at}/glob"), "must be 1 to 1024 bytes"));
                 } else if let Err(e) = GlobBuilder::new(glob).build() {
-                    errors.push(invalid(format!("{at}/glob"), e.kind().to_string()));
+                    errors.push(param(format!("{at}/glob"), e.kind().to_string()));
                 }
             }
             (Some(_), None) => {}
         }
         if rule.priority > 7 {
-            errors.push(invalid(format!("{at}/priority"), "must be 0 to 7"));
+            errors.push(param(format!("{at}/priority"), "must be 0 to 7"));
         }
     }
 }
 
-fn invalid(pointer: impl Into<String>, message: impl Into<String>) -> InvalidParam {
+fn param(pointer: impl Into<String>, message: impl Into<String>) -> InvalidParam {
     InvalidParam {
         pointer: pointer.into(),
         message: message.into(),
     }
 }
 
-fn check(errors: Vec<InvalidParam>) -> Result<(), ApiError> {
+fn check(errors: Vec<InvalidParam>) -> Result<(), InvalidRequest> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::Invalid(errors))
+        Err(InvalidRequest::Invalid(errors))
     }
 }
 
@@ -198,7 +248,7 @@ pub fn apply_rules(
     files: &[FileDetail],
     total_files: u32,
     pointer: &str,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Vec<u8>, InvalidRequest> {
     let total = usize::try_from(total_files).unwrap_or(usize::MAX);
     let mut priorities = vec![0_u8; total];
     for f in files {
@@ -215,7 +265,7 @@ pub fn apply_rules(
         if let Some(index) = rule.index {
             match files.iter().find(|f| f.index == index) {
                 Some(f) => set_priority(&mut priorities, f.index, rule.priority),
-                None => errors.push(invalid(
+                None => errors.push(param(
                     format!("{at}/index"),
                     format!("no file has index {index} ({} files)", files.len()),
                 )),
@@ -224,7 +274,7 @@ pub fn apply_rules(
             let matcher = match GlobBuilder::new(glob).build() {
                 Ok(g) => g.compile_matcher(),
                 Err(e) => {
-                    errors.push(invalid(format!("{at}/glob"), e.kind().to_string()));
+                    errors.push(param(format!("{at}/glob"), e.kind().to_string()));
                     continue;
                 }
             };
@@ -234,7 +284,7 @@ pub fn apply_rules(
                 hits += 1;
             }
             if hits == 0 {
-                errors.push(invalid(format!("{at}/glob"), "matches no file"));
+                errors.push(param(format!("{at}/glob"), "matches no file"));
             }
         }
     }
@@ -251,9 +301,9 @@ fn set_priority(priorities: &mut [u8], index: u32, priority: u8) {
     }
 }
 
-fn parse_id(text: &str) -> Result<TorrentId, ApiError> {
+fn parse_id(text: &str) -> Result<TorrentId, InvalidRequest> {
     text.parse()
-        .map_err(|_| ApiError::invalid("/path/id", "a torrent id is 40 hexadecimal characters"))
+        .map_err(|_| invalid("/path/id", "a torrent id is 40 hexadecimal characters"))
 }
 
 // ---------------------------------------------------------------- cursor
@@ -296,7 +346,7 @@ fn split_values(value: &str) -> impl Iterator<Item = &str> {
 /// Parses and validates the listing query; every problem is reported with
 /// a `/query/<name>` pointer. Single-valued parameters given twice with
 /// different values are contradictory.
-pub fn parse_list_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiError> {
+pub fn parse_list_query(pairs: &[(String, String)]) -> Result<ListQuery, InvalidRequest> {
     let mut errors = Vec::new();
     let mut query = ListQuery {
         limit: DEFAULT_PAGE_LIMIT as usize,
@@ -309,7 +359,7 @@ pub fn parse_list_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiErro
             "limit" | "cursor" | "tracker" | "name" => {
                 if let Some((_, before)) = singles.iter().find(|(k, _)| k == key) {
                     if before != value {
-                        errors.push(invalid(&at, "given twice with different values"));
+                        errors.push(param(&at, "given twice with different values"));
                     }
                     continue;
                 }
@@ -321,7 +371,7 @@ pub fn parse_list_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiErro
                     match PublicState::parse(v) {
                         Some(s) if !query.filter.states.contains(&s) => query.filter.states.push(s),
                         Some(_) => {}
-                        None => errors.push(invalid(&at, format!("unknown state `{v}`"))),
+                        None => errors.push(param(&at, format!("unknown state `{v}`"))),
                     }
                 }
             }
@@ -332,7 +382,7 @@ pub fn parse_list_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiErro
                         || ext.len() > 16
                         || !ext.chars().all(|c| c.is_ascii_alphanumeric())
                     {
-                        errors.push(invalid(&at, format!("`{v}` is not a file extension")));
+                        errors.push(param(&at, format!("`{v}` is not a file extension")));
                     } else if !query.filter.extensions.contains(&ext) {
                         query.filter.extensions.push(ext);
                     }
@@ -341,13 +391,13 @@ pub fn parse_list_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiErro
             "tags" | "tag" => {
                 for v in split_values(value) {
                     if let Some(problem) = label_problem(v) {
-                        errors.push(invalid(&at, format!("tag `{v}`: {problem}")));
+                        errors.push(param(&at, format!("tag `{v}`: {problem}")));
                     } else if !query.filter.tags.iter().any(|t| t == v) {
                         query.filter.tags.push(v.to_owned());
                     }
                 }
             }
-            _ => errors.push(invalid(&at, "unknown parameter")),
+            _ => errors.push(param(&at, "unknown parameter")),
         }
     }
     let f = &query.filter;
@@ -357,7 +407,7 @@ pub fn parse_list_query(pairs: &[(String, String)]) -> Result<ListQuery, ApiErro
         ("tags", f.tags.len()),
     ] {
         if count > MAX_FILTER_VALUES {
-            errors.push(invalid(
+            errors.push(param(
                 format!("/query/{name}"),
                 format!("at most {MAX_FILTER_VALUES} values"),
             ));
@@ -379,23 +429,23 @@ fn parse_single(
             Ok(n) if (1..=MAX_PAGE_LIMIT).contains(&n) => {
                 query.limit = usize::try_from(n).unwrap_or(usize::MAX);
             }
-            _ => errors.push(invalid(at, format!("must be 1 to {MAX_PAGE_LIMIT}"))),
+            _ => errors.push(param(at, format!("must be 1 to {MAX_PAGE_LIMIT}"))),
         },
         "cursor" => match decode_cursor(value) {
             Some(key) => query.cursor = Some(key),
-            None => errors.push(invalid(at, "not a cursor returned by this API")),
+            None => errors.push(param(at, "not a cursor returned by this API")),
         },
         "tracker" => {
             let host = value.trim().trim_end_matches('.').to_ascii_lowercase();
             if host.is_empty() || host.len() > 253 || host.contains(['/', ' ']) {
-                errors.push(invalid(at, "must be a tracker host name"));
+                errors.push(param(at, "must be a tracker host name"));
             } else {
                 query.filter.tracker = Some(host);
             }
         }
         _ => {
             if value.is_empty() || value.len() > MAX_NAME_FILTER_BYTES {
-                errors.push(invalid(
+                errors.push(param(
                     at,
                     format!("must be 1 to {MAX_NAME_FILTER_BYTES} bytes"),
                 ));
@@ -468,16 +518,14 @@ pub struct UploadForm {
 pub async fn list(
     State(state): State<Arc<AppState>>,
     uri: axum::http::Uri,
-) -> Result<Response, ApiError> {
+) -> Result<Response, InvalidRequest> {
     let raw = uri.query().unwrap_or("");
     let was_stale = state.torrents.is_stale();
     if let Some(page) = state.torrents.cached_page(raw, was_stale) {
         return Ok(list_response(page));
     }
-    let pairs = match Query::<Vec<(String, String)>>::try_from_uri(&uri) {
-        Ok(Query(pairs)) => pairs,
-        Err(rejection) => return Ok(rejection.into_response()),
-    };
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&uri)
+        .map_err(|rejection| invalid::<InvalidRequest>("/query", rejection.body_text()))?;
     let query = parse_list_query(&pairs)?;
     let page = state
         .torrents
@@ -563,6 +611,7 @@ struct AddInput {
             example = json!({"type": "https://revaer.dev/problems/invalid-params", "title": "Invalid request", "status": 400, "detail": "one or more parameters are invalid", "invalid_params": [{"pointer": "/tags/0", "message": "must not be empty"}]})),
         (status = 401, description = "Missing or invalid key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Read-only key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The torrent was removed by another request while it was being added", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already present", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither JSON nor multipart", body = Problem, content_type = "application/problem+json"),
@@ -575,7 +624,7 @@ struct AddInput {
 pub async fn add(
     State(state): State<Arc<AppState>>,
     request: Request,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AddError> {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -594,7 +643,7 @@ pub async fn add(
     } else if content_type.starts_with("application/json") {
         read_json_add(request).await?
     } else {
-        return Err(ApiError::UnsupportedMediaType(
+        return Err(AddError::UnsupportedMediaType(
             "send a magnet as application/json or a .torrent as multipart/form-data".to_owned(),
         ));
     };
@@ -611,7 +660,7 @@ pub async fn add(
     }
     validate_rules(&options.files, &format!("{prefix}/files"), &mut errors);
     if !is_file && !options.files.is_empty() {
-        errors.push(invalid(
+        errors.push(param(
             "/files",
             "a magnet's file list is unknown until its metadata arrives; use /select then",
         ));
@@ -629,16 +678,16 @@ pub async fn add(
     };
     let id = match engine_call(&state, EngineRequest::Add(Box::new(add))).await {
         Ok(EngineResponse::Added { id }) => id,
-        Ok(other) => return Err(ApiError::Internal(format!("engine answered {other:?}"))),
-        Err(ApiError::BadRequest(message)) => {
+        Ok(other) => return Err(AddError::Internal(format!("engine answered {other:?}"))),
+        Err(EngineFailure::BadRequest(message)) => {
             let pointer = if is_file {
                 "/multipart/torrent"
             } else {
                 "/magnet"
             };
-            return Err(ApiError::invalid(pointer, message));
+            return Err(invalid(pointer, message));
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     if let Err(e) = finish_add(&state, id, &options, tags, select, traceparent).await {
         // Acknowledge nothing half-done: take the torrent back out, and out
@@ -677,7 +726,7 @@ async fn finish_add(
     tags: Vec<String>,
     select: bool,
     traceparent: Option<String>,
-) -> Result<(), ApiError> {
+) -> Result<(), AddError> {
     if select {
         let detail = engine_detail(state, id).await?;
         let priorities = apply_rules(
@@ -702,29 +751,31 @@ async fn finish_add(
         }
     })
     .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::store_write(&e, "the catalog cannot be written"))?;
+    .map_err(|e| AddError::Internal(e.to_string()))?
+    .map_err(|e| store_write(&e, "the catalog cannot be written"))?;
     if let Ok(detail) = engine_detail(state, id).await {
         state.torrents.observe(detail);
     }
     Ok(())
 }
 
-async fn read_json_add(request: Request) -> Result<AddInput, ApiError> {
+async fn read_json_add(request: Request) -> Result<AddInput, UploadFailure> {
     let bytes = axum::body::to_bytes(request.into_body(), MAX_OPTIONS_BYTES)
         .await
         .map_err(|_| {
-            ApiError::PayloadTooLarge(format!("a JSON body is at most {MAX_OPTIONS_BYTES} bytes"))
+            UploadFailure::PayloadTooLarge(format!(
+                "a JSON body is at most {MAX_OPTIONS_BYTES} bytes"
+            ))
         })?;
     let options: AddTorrentRequest = parse_json(&bytes)?;
     let Some(magnet) = options.magnet.clone() else {
-        return Err(ApiError::invalid(
+        return Err(invalid(
             "/magnet",
             "required (or send a .torrent as multipart/form-data)",
         ));
     };
     if magnet.len() > MAX_MAGNET_BYTES || !magnet.starts_with("magnet:?") {
-        return Err(ApiError::invalid(
+        return Err(invalid(
             "/magnet",
             format!("must be a magnet: link of at most {MAX_MAGNET_BYTES} bytes"),
         ));
@@ -735,10 +786,10 @@ async fn read_json_add(request: Request) -> Result<AddInput, ApiError> {
     })
 }
 
-async fn read_multipart(request: Request) -> Result<AddInput, ApiError> {
+async fn read_multipart(request: Request) -> Result<AddInput, UploadFailure> {
     let mut multipart = Multipart::from_request(request, &())
         .await
-        .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        .map_err(|e| UploadFailure::BadRequest(e.body_text()))?;
     let mut torrent: Option<Vec<u8>> = None;
     let mut options = AddTorrentRequest::default();
     let mut seen_options = false;
@@ -749,7 +800,7 @@ async fn read_multipart(request: Request) -> Result<AddInput, ApiError> {
                 let mut bytes = Vec::new();
                 while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
                     if bytes.len() + chunk.len() > MAX_TORRENT_FILE_BYTES {
-                        return Err(ApiError::PayloadTooLarge(format!(
+                        return Err(UploadFailure::PayloadTooLarge(format!(
                             "a .torrent file is at most {MAX_TORRENT_FILE_BYTES} bytes"
                         )));
                     }
@@ -761,31 +812,30 @@ async fn read_multipart(request: Request) -> Result<AddInput, ApiError> {
                 let mut bytes = Vec::new();
                 while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
                     if bytes.len() + chunk.len() > MAX_OPTIONS_BYTES {
-                        return Err(ApiError::PayloadTooLarge(format!(
+                        return Err(UploadFailure::PayloadTooLarge(format!(
                             "the options part is at most {MAX_OPTIONS_BYTES} bytes"
                         )));
                     }
                     bytes.extend_from_slice(&chunk);
                 }
-                options = parse_json(&bytes).map_err(|e| match e {
-                    ApiError::Invalid(params) => ApiError::Invalid(
+                options = parse_json(&bytes).map_err(|InvalidRequest::Invalid(params)| {
+                    UploadFailure::Invalid(
                         params
                             .into_iter()
-                            .map(|p| invalid(format!("/options{}", p.pointer), p.message))
+                            .map(|p| param(format!("/options{}", p.pointer), p.message))
                             .collect(),
-                    ),
-                    other => other,
+                    )
                 })?;
                 seen_options = true;
             }
             "torrent" | "options" => {
-                return Err(ApiError::invalid(
+                return Err(invalid(
                     format!("/multipart/{name}"),
                     "given more than once",
                 ));
             }
             _ => {
-                return Err(ApiError::invalid(
+                return Err(invalid(
                     format!("/multipart/{}", name.chars().take(64).collect::<String>()),
                     "unknown part; expected `torrent` and optionally `options`",
                 ));
@@ -793,10 +843,10 @@ async fn read_multipart(request: Request) -> Result<AddInput, ApiError> {
         }
     }
     let Some(torrent) = torrent else {
-        return Err(ApiError::invalid("/multipart/torrent", "required"));
+        return Err(invalid("/multipart/torrent", "required"));
     };
     if options.magnet.is_some() {
-        return Err(ApiError::invalid(
+        return Err(invalid(
             "/options/magnet",
             "send either a magnet (JSON) or a .torrent (multipart), not both",
         ));
@@ -808,13 +858,13 @@ async fn read_multipart(request: Request) -> Result<AddInput, ApiError> {
 }
 
 #[allow(clippy::needless_pass_by_value, reason = "used with map_err")]
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> UploadFailure {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge(format!(
+        UploadFailure::PayloadTooLarge(format!(
             "the upload is larger than {MAX_ADD_BODY_BYTES} bytes"
         ))
     } else {
-        ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
+        UploadFailure::BadRequest(format!("malformed multipart body: {}", e.body_text()))
     }
 }
 
@@ -837,14 +887,14 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 pub async fn detail(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<TorrentDetailView>, ApiError> {
+) -> Result<Json<TorrentDetailView>, DetailError> {
     let id = parse_id(&id)?;
     let was_stale = state.torrents.is_stale();
     if !was_stale {
         match engine_detail(&state, id).await {
             Ok(detail) => state.torrents.observe(detail),
-            Err(ApiError::NotFound(_)) => {
-                return Err(ApiError::NotFound(format!("no torrent {id}")));
+            Err(EngineFailure::NotFound(_)) => {
+                return Err(DetailError::NotFound(format!("no torrent {id}")));
             }
             Err(e) => tracing::debug!(id = %id, error = %e, "serving the cached detail"),
         }
@@ -852,7 +902,7 @@ pub async fn detail(
     let snapshot = state
         .torrents
         .get(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("no torrent {id}")))?;
+        .ok_or_else(|| DetailError::NotFound(format!("no torrent {id}")))?;
     let fsops_job = fsops_status(&state, id).await;
     let detail = snapshot.meta.as_ref().map(|m| &m.detail);
     let files = detail.map_or_else(Vec::new, |d| {
@@ -946,6 +996,7 @@ async fn fsops_status(state: &AppState, id: TorrentId) -> Option<FsopsStatus> {
         (status = 403, description = "Read-only key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such torrent", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Metadata not there yet", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unavailable", body = Problem, content_type = "application/problem+json"),
@@ -956,17 +1007,17 @@ pub async fn select(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     ValidJson(body): ValidJson<SelectRequest>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, SelectError> {
     let id = parse_id(&id)?;
     let mut errors = Vec::new();
     if body.rules.is_empty() {
-        errors.push(invalid("/rules", "give at least one rule"));
+        errors.push(param("/rules", "give at least one rule"));
     }
     validate_rules(&body.rules, "/rules", &mut errors);
     check(errors)?;
     let detail = engine_detail(&state, id).await?;
     if !detail.summary.has_metadata {
-        return Err(ApiError::Conflict(
+        return Err(SelectError::Conflict(
             "the torrent's metadata has not arrived yet; its files are unknown".to_owned(),
         ));
     }
@@ -989,9 +1040,11 @@ pub async fn select(
         (status = 401, description = "Missing or invalid key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Read-only key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such torrent", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`fsops_retry`: the torrent has no failed FsOps job to retry", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Engine (or, for `fsops_retry`, the job store) unavailable; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 /// `POST /v1/torrents/{id}/action`.
@@ -999,21 +1052,21 @@ pub async fn action(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     ValidJson(action): ValidJson<TorrentAction>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, ActionError> {
     let id = parse_id(&id)?;
     let request = match action {
         TorrentAction::FsopsRetry => {
             if state.torrents.catalog(&id).is_none() {
-                return Err(ApiError::NotFound(format!("no torrent {id}")));
+                return Err(ActionError::NotFound(format!("no torrent {id}")));
             }
             return match state.fsops_jobs.retry(id).await {
                 Ok(Some(_)) => Ok(StatusCode::NO_CONTENT),
-                Ok(None) => Err(ApiError::Conflict(
+                Ok(None) => Err(ActionError::Conflict(
                     "the torrent has no failed FsOps job to retry".to_owned(),
                 )),
                 Err(e) => {
                     tracing::error!(id = %id, error = %e, "cannot retry the FsOps job");
-                    Err(ApiError::Unavailable(
+                    Err(ActionError::Unavailable(
                         "the job store is unavailable".to_owned(),
                     ))
                 }
@@ -1040,7 +1093,7 @@ pub async fn action(
             let mut errors = Vec::new();
             for (name, value) in [("download_bps", download_bps), ("upload_bps", upload_bps)] {
                 if value.is_some_and(|v| v > max) {
-                    errors.push(invalid(format!("/{name}"), format!("at most {max}")));
+                    errors.push(param(format!("/{name}"), format!("at most {max}")));
                 }
             }
             check(errors)?;
@@ -1077,8 +1130,10 @@ pub async fn action(
         (status = 401, description = "Missing or invalid key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Read-only key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such torrent", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The catalog cannot be written now; nothing was stored; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "The state directory is full; nothing was stored", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -1088,7 +1143,7 @@ pub async fn patch(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     ValidJson(body): ValidJson<TorrentPatch>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, PatchError> {
     let id = parse_id(&id)?;
     let mut errors = Vec::new();
     let tags = body
@@ -1099,13 +1154,13 @@ pub async fn patch(
         validate_category(category, "/category", &mut errors);
     }
     if body.tags.is_none() && body.category.is_none() {
-        errors.push(invalid("", "give `tags`, `category` or both"));
+        errors.push(param("", "give `tags`, `category` or both"));
     }
     check(errors)?;
     let current = state
         .torrents
         .catalog(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("no torrent {id}")))?;
+        .ok_or_else(|| PatchError::NotFound(format!("no torrent {id}")))?;
     let tags = tags.unwrap_or(current.tags);
     let category = match body.category {
         Some(c) if c.is_empty() => None,
@@ -1115,8 +1170,8 @@ pub async fn patch(
     let model = Arc::clone(&state.torrents);
     tokio::task::spawn_blocking(move || model.set_labels(id, tags, category))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::store_write(&e, "the catalog cannot be written"))?;
+        .map_err(|e| PatchError::Internal(e.to_string()))?
+        .map_err(|e| store_write(&e, "the catalog cannot be written"))?;
     match state.torrents.get(&id) {
         Some(snapshot) => Ok(Json(snapshot.torrent).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -1143,9 +1198,9 @@ mod tests {
             .collect()
     }
 
-    fn pointers(result: Result<ListQuery, ApiError>) -> Vec<String> {
+    fn pointers(result: Result<ListQuery, InvalidRequest>) -> Vec<String> {
         match result {
-            Err(ApiError::Invalid(params)) => params.into_iter().map(|p| p.pointer).collect(),
+            Err(InvalidRequest::Invalid(params)) => params.into_iter().map(|p| p.pointer).collect(),
             other => panic!("expected invalid params, got {other:?}"),
         }
     }
@@ -1263,7 +1318,7 @@ mod tests {
             "/rules",
         );
         match err {
-            Err(ApiError::Invalid(p)) => {
+            Err(InvalidRequest::Invalid(p)) => {
                 let pointers: Vec<_> = p.iter().map(|p| p.pointer.as_str()).collect();
                 assert_eq!(pointers, ["/rules/0/index", "/rules/1/glob"]);
             }

@@ -84,6 +84,13 @@ impl DataLayout {
         self.root.join("bootstrap-admin.key")
     }
 
+    /// Where the first admin key waits until the API has registered it; it
+    /// is renamed to [`Self::bootstrap_key_file`] only once it works.
+    #[must_use]
+    pub fn bootstrap_key_pending_file(&self) -> PathBuf {
+        self.root.join("bootstrap-admin.key.pending")
+    }
+
     /// The API's database.
     #[must_use]
     pub fn api_database(&self) -> PathBuf {

@@ -90,6 +90,12 @@ pub struct EngineConfig {
     pub download_rate_limit: u64,
     pub upload_rate_limit: u64,
     pub connections_limit: u32,
+    /// Accept more than one peer from the same IP address (distinct ports).
+    /// On by default: peers behind one NAT, CGNAT or host share an address,
+    /// and with it off a tracker that lists our own address (most do) gets
+    /// that whole address banned after libtorrent's self-connection check,
+    /// so every other peer there is refused (see ADR 005).
+    pub allow_multiple_connections_per_ip: bool,
     /// Longest time a torrent's changed state may stay unsaved.
     pub resume_flush_interval_secs: u64,
 }
@@ -106,6 +112,7 @@ impl Default for EngineConfig {
             download_rate_limit: 0,
             upload_rate_limit: 0,
             connections_limit: 500,
+            allow_multiple_connections_per_ip: true,
             resume_flush_interval_secs: 15,
         }
     }
@@ -683,6 +690,9 @@ enable_utp = true
 download_rate_limit = 0
 upload_rate_limit = 0
 connections_limit = 500
+# Accept several peers from one IP address (different ports): peers behind
+# one NAT or on one host share an address. Off means one peer per address.
+allow_multiple_connections_per_ip = true
 # A torrent's progress is saved at least this often (1-30 s), and at once on
 # every add, pause, resume, selection, metadata arrival and completion.
 resume_flush_interval_secs = 15

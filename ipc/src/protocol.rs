@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::BootSecret;
 
 /// Version of this protocol. Both ends of every channel must agree exactly.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Which process is speaking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -93,8 +93,12 @@ pub enum SupervisorToWorker {
     /// API only: the supervisor's full view of workers and config, sent on
     /// every change (worker start, ready, exit, config status).
     Supervision(Box<SupervisionSnapshot>),
-    /// API only: outcome of `StoreBootstrapKey`; `Err` carries the reason.
+    /// API only: outcome of `StoreBootstrapKey` (the key is on disk under
+    /// its pending name, not yet where users look); `Err` carries the reason.
     BootstrapKeyStored(Result<PathBuf, String>),
+    /// API only: outcome of `PublishBootstrapKey`: the path the key now has,
+    /// `None` when no pending key existed; `Err` carries the reason.
+    BootstrapKeyPublished(Result<Option<PathBuf>, String>),
 }
 
 /// Frames a worker sends up its control channel.
@@ -108,9 +112,15 @@ pub enum WorkerToSupervisor {
     /// API only: the HTTP listener is bound (actual address, after port 0).
     ApiListening { addr: String },
     /// API only: no admin key exists yet; write this one to
-    /// `<data>/bootstrap-admin.key` (the API's sandbox cannot). Answered by
-    /// [`SupervisorToWorker::BootstrapKeyStored`].
+    /// `<data>/bootstrap-admin.key.pending` (the API's sandbox cannot reach
+    /// the data-dir root). Answered by [`SupervisorToWorker::BootstrapKeyStored`].
     StoreBootstrapKey { key: MaskedSecret },
+    /// API only: the pending key now works (it is registered); move it to
+    /// `<data>/bootstrap-admin.key`, where users read it. Sent after every
+    /// API start that finds an admin key, so a crash between registering
+    /// and publishing is finished by the next start. Answered by
+    /// [`SupervisorToWorker::BootstrapKeyPublished`].
+    PublishBootstrapKey,
 }
 
 /// A secret that crosses IPC but must never reach a log: its `Debug` is

@@ -46,9 +46,11 @@ pub fn read_config(path: &Path) -> Result<(Config, SystemTime), ReadError> {
 }
 
 /// Loads the config at start. Writes the commented defaults when the file
-/// does not exist. An invalid file does not stop the daemon: it starts on
-/// the embedded defaults with health degraded until the file is fixed.
-pub fn load_initial(layout: &DataLayout) -> (Revisioned, ConfigStatus) {
+/// does not exist. An invalid or unreadable file stops the daemon before any
+/// worker starts: running on defaults would silently drop the operator's
+/// listen address, limits and FsOps policy (a bad *live* edit, by contrast,
+/// keeps the last good config; see [`watch`]).
+pub fn load_initial(layout: &DataLayout) -> Result<(Revisioned, ConfigStatus), ReadError> {
     let path = layout.config_file();
     if !path.exists() {
         match write_default(&path) {
@@ -58,31 +60,24 @@ pub fn load_initial(layout: &DataLayout) -> (Revisioned, ConfigStatus) {
             }
         }
     }
-    let accepted = |config| {
-        (
-            Revisioned {
-                revision: 1,
-                config,
-            },
-            ConfigStatus {
-                revision: 1,
-                ..ConfigStatus::default()
-            },
-        )
-    };
-    match read_config(&path) {
-        Ok((config, _)) => accepted(config),
+    let config = match read_config(&path) {
+        Ok((config, _)) => config,
+        // Only when writing the defaults failed too (read-only data dir).
         Err(ReadError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            accepted(Config::default())
+            Config::default()
         }
-        Err(e) => {
-            tracing::error!(error = %e, "config refused; starting on embedded defaults");
-            let (config, mut status) = accepted(Config::default());
-            status.error = Some(format!("{e}; running on embedded defaults"));
-            status.failures = 1;
-            (config, status)
-        }
-    }
+        Err(e) => return Err(e),
+    };
+    Ok((
+        Revisioned {
+            revision: 1,
+            config,
+        },
+        ConfigStatus {
+            revision: 1,
+            ..ConfigStatus::default()
+        },
+    ))
 }
 
 /// Writes the default config atomically (temp file, fsync, rename).
@@ -185,7 +180,7 @@ mod tests {
     #[test]
     fn first_start_writes_defaults() {
         let layout = temp_layout("first");
-        let (cfg, status) = load_initial(&layout);
+        let (cfg, status) = load_initial(&layout).unwrap();
         assert_eq!(cfg.config, Config::default());
         assert_eq!(status.error, None);
         let text = std::fs::read_to_string(layout.config_file()).unwrap();
@@ -195,7 +190,7 @@ mod tests {
     #[test]
     fn invalid_edit_keeps_config_then_fix_bumps_revision() {
         let layout = temp_layout("edit");
-        let (cfg, status) = load_initial(&layout);
+        let (cfg, status) = load_initial(&layout).unwrap();
         let hub = Hub::new(cfg, status);
         std::fs::write(layout.config_file(), "[api]\nlisten = \"bogus\"\n").unwrap();
         reload(&layout.config_file(), &hub);
@@ -218,11 +213,13 @@ mod tests {
     }
 
     #[test]
-    fn invalid_file_at_start_runs_on_defaults_degraded() {
+    fn invalid_file_at_start_is_an_error_naming_the_key() {
         let layout = temp_layout("badstart");
+        std::fs::write(layout.config_file(), "[api]\nlisten = \"bogus\"\n").unwrap();
+        let err = load_initial(&layout).unwrap_err();
+        assert!(matches!(err, ReadError::Invalid(_)), "{err:?}");
+        assert!(err.to_string().contains("api.listen"), "{err}");
         std::fs::write(layout.config_file(), "not = [valid").unwrap();
-        let (cfg, status) = load_initial(&layout);
-        assert_eq!(cfg.config, Config::default());
-        assert!(status.error.unwrap().contains("embedded defaults"));
+        assert!(matches!(load_initial(&layout), Err(ReadError::Invalid(_))));
     }
 }

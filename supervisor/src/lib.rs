@@ -37,6 +37,24 @@ pub enum SupervisorError {
     Secret(#[from] revaer_ipc::IpcError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// The config file at start is invalid or unreadable; no worker started.
+    #[error(
+        "refusing to start: {0} (fix the file, or move it aside to get the commented defaults)"
+    )]
+    Config(#[from] config_watch::ReadError),
+}
+
+impl SupervisorError {
+    /// The process exit code (sysexits.h): `EX_CONFIG` (78) for a bad config
+    /// file, so service managers and scripts can tell it from a crash.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) => 78,
+            Self::DataDir { .. } => 73,
+            _ => 1,
+        }
+    }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT, then shuts down in order.
@@ -49,7 +67,7 @@ pub async fn run(data_dir: &Path) -> Result<(), SupervisorError> {
     prepare_layout(&layout)?;
     let bin_dir = worker_bin_dir()?;
 
-    let (config, config_status) = config_watch::load_initial(&layout);
+    let (config, config_status) = config_watch::load_initial(&layout)?;
     if let Some(identity) = config
         .config
         .sandbox

@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "revaerd failed");
             eprintln!("revaerd: {e}");
-            ExitCode::from(1)
+            ExitCode::from(e.exit_code())
         }
     }
 }

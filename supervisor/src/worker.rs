@@ -42,6 +42,8 @@ const ENV_ALLOW_LIST: &[&str] = &[
     "OTEL_BSP_SCHEDULE_DELAY",
     // Only meaningful for coverage-instrumented test builds.
     "LLVM_PROFILE_FILE",
+    // Honoured only by workers built with the `test-probes` feature.
+    "REVAER_TEST_SLOW_KEY_REGISTER_MS",
 ];
 
 /// What every worker task needs.
@@ -193,6 +195,12 @@ async fn serve_running(
                         tracing::warn!(error = %e, "cannot confirm the bootstrap key");
                     }
                 }
+                Ok(Some(WorkerToSupervisor::PublishBootstrapKey)) if role == Role::Api => {
+                    let published = publish_bootstrap_key(ctx);
+                    if let Err(e) = tx.send(&SupervisorToWorker::BootstrapKeyPublished(published)).await {
+                        tracing::warn!(error = %e, "cannot confirm the bootstrap key");
+                    }
+                }
                 Ok(Some(frame)) => on_worker_frame(role, ctx, frame),
                 Ok(None) => control_open = false,
                 Err(e) => {
@@ -243,8 +251,11 @@ fn on_worker_frame(role: Role, ctx: &Context, frame: WorkerToSupervisor) {
     }
 }
 
-/// Writes the API's first admin key to `<data>/bootstrap-admin.key`, mode
-/// 0600, atomically. Only the path is ever logged or printed.
+/// Writes the API's first admin key to `<data>/bootstrap-admin.key.pending`,
+/// mode 0600, atomically. Users never look there: the key is moved to
+/// `bootstrap-admin.key` by [`publish_bootstrap_key`] once the API has
+/// registered it, so the file users read always holds a key that works.
+/// Only paths are ever logged or printed.
 fn store_bootstrap_key(ctx: &Context, key: &str) -> Result<PathBuf, String> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -254,8 +265,8 @@ fn store_bootstrap_key(ctx: &Context, key: &str) -> Result<PathBuf, String> {
     if !well_formed {
         return Err("refusing a malformed bootstrap key".to_owned());
     }
-    let path = ctx.layout.bootstrap_key_file();
-    let tmp = path.with_extension("key.tmp");
+    let path = ctx.layout.bootstrap_key_pending_file();
+    let tmp = path.with_extension("pending.tmp");
     let written = (|| -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
         let mut file = std::fs::OpenOptions::new()
@@ -270,13 +281,37 @@ fn store_bootstrap_key(ctx: &Context, key: &str) -> Result<PathBuf, String> {
     })();
     match written {
         Ok(()) => {
-            println!("Bootstrap admin API key written to {}", path.display());
-            tracing::info!(path = %path.display(), "bootstrap admin key written");
+            tracing::debug!(path = %path.display(), "bootstrap admin key stored, pending registration");
             Ok(path)
         }
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "cannot write the bootstrap admin key");
             Err(format!("cannot write {}: {e}", path.display()))
+        }
+    }
+}
+
+/// Moves a registered pending bootstrap key to `<data>/bootstrap-admin.key`
+/// (rename, then fsync of the directory). `Ok(None)` when nothing is pending.
+fn publish_bootstrap_key(ctx: &Context) -> Result<Option<PathBuf>, String> {
+    let pending = ctx.layout.bootstrap_key_pending_file();
+    let path = ctx.layout.bootstrap_key_file();
+    let moved = std::fs::rename(&pending, &path)
+        .and_then(|()| std::fs::File::open(ctx.layout.root())?.sync_all());
+    match moved {
+        Ok(()) => {
+            println!("Bootstrap admin API key written to {}", path.display());
+            tracing::info!(path = %path.display(), "bootstrap admin key written");
+            Ok(Some(path))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot publish the bootstrap admin key");
+            Err(format!(
+                "cannot move {} to {}: {e}",
+                pending.display(),
+                path.display()
+            ))
         }
     }
 }

@@ -334,6 +334,43 @@ fn invalid_config_edit_degrades_until_fixed_and_fix_reaches_workers() {
     }
 }
 
+/// A `revaer.toml` refused at start stops `revaerd` with `EX_CONFIG` (78)
+/// and the reason before any worker starts; it never runs on defaults.
+#[test]
+fn invalid_config_at_start_exits_78_before_any_worker_starts() {
+    let data = TempDir::new("badstart");
+    std::fs::write(
+        data.0.join("revaer.toml"),
+        test_config("").replace("listen = \"127.0.0.1:0\"", "listen = \"not-an-address\""),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin_dir().join("revaerd"))
+        .arg("--data-dir")
+        .arg(&data.0)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "stderr: {stderr}");
+    assert!(
+        stderr.contains("api.listen"),
+        "the reason names the key: {stderr}"
+    );
+    assert!(
+        !stderr.contains("worker spawned"),
+        "no worker may start: {stderr}"
+    );
+    assert!(!data.0.join("run/api.url").exists());
+    assert!(!data.0.join("bootstrap-admin.key").exists());
+    // The operator's file is left exactly as it was.
+    assert!(
+        std::fs::read_to_string(data.0.join("revaer.toml"))
+            .unwrap()
+            .contains("not-an-address")
+    );
+}
+
 #[test]
 fn workers_switch_to_the_configured_identity_when_started_as_root() {
     if !nix::unistd::geteuid().is_root() {
@@ -488,4 +525,125 @@ fn first_start_writes_a_private_bootstrap_admin_key_once_and_never_logs_it() {
         !database.windows(64).any(|w| w == &key.as_bytes()[4..]),
         "plain key in the database"
     );
+}
+
+/// The bootstrap key file appears only once the key works, and health is
+/// never ok before that: a script that reads the file the moment it exists
+/// (woken by inotify, microseconds after the rename), or as soon as
+/// `/health/full` is ok, always gets in. Three first starts; the
+/// key's registration is slowed down by a test probe, as a slow state disk
+/// would, so the old order (file first, registration later) fails every time.
+#[test]
+fn bootstrap_key_file_appears_only_once_the_key_works() {
+    use notify::Watcher as _;
+    for round in 0..3 {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let config = test_config("").replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+            1,
+        );
+        let data = TempDir::new("bootkey");
+        std::fs::write(data.0.join("revaer.toml"), &config).unwrap();
+        let (events_tx, events_rx) = std::sync::mpsc::channel();
+        let mut watcher = notify::recommended_watcher(move |event| {
+            let _ = events_tx.send(event);
+        })
+        .unwrap();
+        watcher
+            .watch(&data.0, notify::RecursiveMode::NonRecursive)
+            .unwrap();
+        // Registering the key takes 300 ms, as on a slow state disk: with
+        // the file written first, the check below sees an unknown key.
+        let mut daemon = Daemon::start_in(
+            &bin_dir(),
+            data,
+            &[("REVAER_TEST_SLOW_KEY_REGISTER_MS", "300")],
+        );
+        let key_file = daemon.data.0.join("bootstrap-admin.key");
+        let url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .no_proxy()
+            .build()
+            .unwrap();
+
+        // Health, polled from the start, must not be ok before the key works.
+        let deadline = Instant::now() + common::DEADLINE;
+        let key = loop {
+            assert!(Instant::now() < deadline, "round {round}: no key file");
+            if let Ok(Ok(event)) = events_rx.recv_timeout(Duration::from_millis(5))
+                && event.paths.iter().any(|p| p == &key_file)
+                && let Ok(text) = std::fs::read_to_string(&key_file)
+                && !text.trim().is_empty()
+            {
+                let key = text.trim().to_owned();
+                // Checked within microseconds of the rename: the key must
+                // already be registered (its hash in the API's key table).
+                assert_eq!(
+                    active_keys_with(&daemon.data.0, &key),
+                    1,
+                    "round {round}: the key file appeared before the key was registered"
+                );
+                break key;
+            }
+            if let Ok(resp) = client.get(format!("{url}/health/full")).send()
+                && resp.status().as_u16() == 200
+            {
+                assert!(
+                    key_file.exists(),
+                    "round {round}: health ok before the key file exists"
+                );
+            }
+        };
+        // The first answered request with the key is a success, never a 401.
+        let deadline = Instant::now() + common::DEADLINE;
+        let status = loop {
+            match client
+                .get(format!("{url}/v1/keys"))
+                .bearer_auth(&key)
+                .send()
+            {
+                Ok(resp) => break resp.status().as_u16(),
+                Err(e) if e.is_connect() => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "round {round}: API never listened"
+                    );
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        };
+        assert_eq!(
+            status, 200,
+            "round {round}: the published key did not work yet"
+        );
+        assert!(
+            !daemon.data.0.join("bootstrap-admin.key.pending").exists(),
+            "round {round}: the pending file was left behind"
+        );
+        drop(watcher);
+        assert_eq!(daemon.signal_and_wait(Signal::SIGTERM).code(), Some(0));
+    }
+}
+
+/// How many unrevoked keys in the API's database have `key`'s hash.
+fn active_keys_with(data: &std::path::Path, key: &str) -> i64 {
+    use sha2::Digest as _;
+    let db = rusqlite::Connection::open_with_flags(
+        data.join("state/api/revaer.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let hash: [u8; 32] = sha2::Sha256::digest(key.as_bytes()).into();
+    db.query_row(
+        "SELECT count(*) FROM api_keys WHERE secret_hash = ?1 AND revoked_at IS NULL",
+        [&hash[..]],
+        |row| row.get(0),
+    )
+    .unwrap()
 }

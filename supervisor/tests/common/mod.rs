@@ -11,6 +11,8 @@
     clippy::needless_pass_by_value
 )]
 
+pub mod swarm;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -135,6 +137,13 @@ impl Daemon {
     pub fn start_with_env(bin_dir: &Path, config: &str, env: &[(&str, &str)]) -> Self {
         let data = TempDir::new("data");
         std::fs::write(data.0.join("revaer.toml"), config).unwrap();
+        let child = spawn_revaerd(bin_dir, &data.0, env);
+        Self::around(child, data)
+    }
+
+    /// Starts `revaerd` on `data`, which already holds its `revaer.toml`
+    /// (e.g. a dir the test watches from before the first write).
+    pub fn start_in(bin_dir: &Path, data: TempDir, env: &[(&str, &str)]) -> Self {
         let child = spawn_revaerd(bin_dir, &data.0, env);
         Self::around(child, data)
     }

@@ -242,6 +242,7 @@ fn frame_name(frame: &SupervisorToWorker) -> &'static str {
         SupervisorToWorker::Shutdown => "Shutdown",
         SupervisorToWorker::Supervision(_) => "Supervision",
         SupervisorToWorker::BootstrapKeyStored(_) => "BootstrapKeyStored",
+        SupervisorToWorker::BootstrapKeyPublished(_) => "BootstrapKeyPublished",
     }
 }
 

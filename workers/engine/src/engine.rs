@@ -157,7 +157,7 @@ fn session_settings(config: &EngineConfig) -> lt::SessionSettings {
         download_rate_limit: rate_to_lt(Some(config.download_rate_limit)).unwrap_or(0),
         upload_rate_limit: rate_to_lt(Some(config.upload_rate_limit)).unwrap_or(0),
         connections_limit: i32::try_from(config.connections_limit).unwrap_or(i32::MAX),
-        allow_multiple_connections_per_ip: false,
+        allow_multiple_connections_per_ip: config.allow_multiple_connections_per_ip,
         user_agent: format!("Revaer/{}", revaer_ipc::build_info::VERSION),
     }
 }
