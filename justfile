@@ -165,6 +165,14 @@ fuzz-api rounds="5" examples="200":
         SCHEMATHESIS_SEED="$seed" SCHEMATHESIS_MAX_EXAMPLES="{{examples}}" ./scripts/api-contract.sh; \
     done
 
+# Not part of CI. Runs the whole `./x test` `runs` times, each on a fresh
+# clone of the current commit (commit first), and writes each run's log and
+# a summary with every failure and the seeds it printed to
+# target/ci-repeat/<commit>/.
+# The whole CI `runs` times on fresh clones of HEAD; reports failures with their seeds.
+ci-repeat runs="10":
+    ./scripts/ci-repeat.sh {{runs}}
+
 # Regenerate docs/api/openapi.json from the code (a test fails when it is stale).
 api-export:
     cargo run -q -p revaer-api --example export_openapi > docs/api/openapi.json.tmp
