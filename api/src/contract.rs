@@ -244,6 +244,7 @@ mod tests {
             route!(torrents_routes::list, torrents_routes::__path_list),
             route!(torrents_routes::add, torrents_routes::__path_add),
             route!(torrents_routes::detail, torrents_routes::__path_detail),
+            route!(torrents_routes::peers, torrents_routes::__path_peers),
             route!(torrents_routes::patch, torrents_routes::__path_patch),
             route!(torrents_routes::select, torrents_routes::__path_select),
             route!(torrents_routes::action, torrents_routes::__path_action),

@@ -1230,6 +1230,12 @@ mod tests {
                 status: TrackerStatus::Working,
                 message: None,
                 peers: None,
+                tier: 0,
+                next_announce_secs: None,
+                last_error: None,
+                fails: 0,
+                seeders: None,
+                leechers: None,
             })
             .collect();
         Some(Arc::new(meta_from(TorrentDetail {

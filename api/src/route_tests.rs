@@ -60,6 +60,42 @@ async fn add_magnet_list_and_detail() {
     assert_eq!(detail["state"], "paused");
     assert_eq!(detail["stale"], false);
     assert_eq!(detail["trackers"][0]["status"], "working");
+    assert_eq!(detail["trackers"][0]["next_announce_secs"], 1800);
+    assert_eq!(detail["trackers"][0]["seeders"], 1);
+    assert_eq!(detail["trackers"][0]["leechers"], 2);
+    assert_eq!(detail["trackers"][0]["last_error"], Value::Null);
+
+    // The peers view: what the engine reports, in the public shape.
+    let (status, _, peers) = h
+        .admin(
+            Method::GET,
+            &format!("/v1/torrents/{id}/peers"),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{peers}");
+    let peer = &peers["peers"][0];
+    assert_eq!(peer["address"], "[2001:db8::7]:51413");
+    assert_eq!(peer["client"], "Transmission 3.00");
+    assert_eq!(peer["transport"], "tcp");
+    assert_eq!(peer["direction"], "outgoing");
+    assert_eq!(peer["progress"], 1.0);
+    assert_eq!(peer["seed"], true);
+    assert_eq!(peer["encrypted"], true);
+    let (status, _, _) = h
+        .admin(
+            Method::GET,
+            &format!("/v1/torrents/{}/peers", id_of(9)),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, problem) = h
+        .admin(Method::GET, "/v1/torrents/xyz/peers", &Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(pointers(&problem), ["/path/id"]);
+
     let (status, _, problem) = h
         .admin(
             Method::POST,
@@ -463,6 +499,7 @@ async fn every_torrent_route_needs_a_key_and_writes_need_admin() {
         (Method::GET, "/v1/torrents".to_owned()),
         (Method::POST, "/v1/torrents".to_owned()),
         (Method::GET, format!("/v1/torrents/{id}")),
+        (Method::GET, format!("/v1/torrents/{id}/peers")),
         (Method::PATCH, format!("/v1/torrents/{id}")),
         (Method::POST, format!("/v1/torrents/{id}/select")),
         (Method::POST, format!("/v1/torrents/{id}/action")),
@@ -550,6 +587,15 @@ async fn engine_down_reads_are_stale_and_writes_are_503() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(detail["stale"], true);
     assert_eq!(detail["tags"], json!(["keep"]));
+    // Peers are live state: never served from a cache.
+    let (status, _, problem) = h
+        .admin(
+            Method::GET,
+            &format!("/v1/torrents/{id}/peers"),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
     for (uri, body) in [
         ("/v1/torrents".to_owned(), json!({"magnet": magnet(8)})),
         (

@@ -55,6 +55,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/torrents/{id}",
             get(torrents_routes::detail).patch(torrents_routes::patch),
         )
+        .route("/v1/torrents/{id}/peers", get(torrents_routes::peers))
         .route(
             "/v1/torrents/{id}/select",
             axum::routing::post(torrents_routes::select),

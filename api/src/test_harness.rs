@@ -15,8 +15,8 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use revaer_config::Config;
 use revaer_ipc::engine::{
     EngineError, EngineErrorKind, EngineEvent, EngineRequest, EngineResponse, FileDetail,
-    TorrentDetail, TorrentId, TorrentSource, TorrentState, TorrentSummary, TrackerDetail,
-    TrackerStatus,
+    PeerDetail, TorrentDetail, TorrentId, TorrentSource, TorrentState, TorrentSummary,
+    TrackerDetail, TrackerStatus,
 };
 use revaer_ipc::fsops::{FsopsJob, FsopsProgress, FsopsRequest, FsopsStep, StepOutcome};
 use revaer_ipc::{BootSecret, Role, SandboxReport};
@@ -155,6 +155,12 @@ impl FakeEngine {
                     status: TrackerStatus::Working,
                     message: None,
                     peers: Some(3),
+                    tier: 0,
+                    next_announce_secs: Some(1800),
+                    last_error: None,
+                    fails: 0,
+                    seeders: Some(1),
+                    leechers: Some(2),
                 }],
                 piece_length: 16384,
                 private: false,
@@ -258,6 +264,29 @@ impl Service for FakeEngine {
                     .map(|d| d.summary.clone())
                     .collect(),
             ),
+            EngineRequest::Peers { id } => {
+                if self.torrents.lock().unwrap().contains_key(&id) {
+                    EngineResponse::Peers(vec![PeerDetail {
+                        addr: "[2001:db8::7]:51413".parse().unwrap(),
+                        client: "Transmission 3.00".to_owned(),
+                        seed: true,
+                        interested: true,
+                        choked: false,
+                        remote_interested: false,
+                        remote_choked: true,
+                        encrypted: true,
+                        utp: false,
+                        outgoing: true,
+                        progress_ppm: 1_000_000,
+                        download_bps: 4096,
+                        upload_bps: 0,
+                        downloaded: 1 << 20,
+                        uploaded: 0,
+                    }])
+                } else {
+                    error(EngineErrorKind::NotFound, "no such torrent")
+                }
+            }
             _ => error(EngineErrorKind::Invalid, "not scripted"),
         }
     }

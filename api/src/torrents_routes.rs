@@ -20,8 +20,8 @@ use revaer_api_models::Problem;
 use revaer_api_models::torrents::{
     AddTorrentRequest, DEFAULT_PAGE_LIMIT, FileRule, FsopsStatus, MAX_LABEL_BYTES, MAX_PAGE_LIMIT,
     MAX_TAGS, SelectRequest, Torrent, TorrentAction, TorrentCreated,
-    TorrentDetail as TorrentDetailView, TorrentFile, TorrentList, TorrentPatch,
-    TorrentState as PublicState, TorrentTracker,
+    TorrentDetail as TorrentDetailView, TorrentFile, TorrentList, TorrentPatch, TorrentPeer,
+    TorrentPeers, TorrentState as PublicState, TorrentTracker,
 };
 use revaer_ipc::engine::{
     AddTorrent, EngineError, EngineErrorKind, EngineRequest, EngineResponse, FileDetail,
@@ -75,6 +75,9 @@ failures! {
 
     /// Why `GET /v1/torrents/{id}` fails.
     pub enum DetailError { Invalid, NotFound } from { InvalidRequest }
+
+    /// Why `GET /v1/torrents/{id}/peers` fails.
+    pub enum PeersError { Invalid, NotFound, Unavailable } from { InvalidRequest }
 
     /// Why `PATCH /v1/torrents/{id}` fails.
     pub enum PatchError { Invalid, NotFound, Unavailable, InsufficientStorage, Internal }
@@ -870,6 +873,65 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> UploadFailure
 
 #[utoipa::path(
     get,
+    path = "/v1/torrents/{id}/peers",
+    tag = "torrents",
+    operation_id = "get_torrent_peers",
+    summary = "The torrent's connected peers: address, client, flags, progress and rates",
+    params(("id" = String, Path, description = "Info-hash, 40 hex digits")),
+    responses(
+        (status = 200, description = "Connected peers, as the engine sees them now", body = TorrentPeers),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such torrent", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The engine is unavailable (peers are live state, never cached)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+/// `GET /v1/torrents/{id}/peers`.
+pub async fn peers(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<TorrentPeers>, PeersError> {
+    let id = parse_id(&id)?;
+    let peers = match engine_call(&state, EngineRequest::Peers { id }).await {
+        Ok(EngineResponse::Peers(peers)) => peers,
+        Ok(other) => {
+            tracing::warn!(id = %id, "engine answered {other:?} to a peer list");
+            return Err(PeersError::Unavailable(
+                "the engine gave no peer list; retry shortly".to_owned(),
+            ));
+        }
+        Err(EngineFailure::NotFound(_)) => {
+            return Err(PeersError::NotFound(format!("no torrent {id}")));
+        }
+        Err(e) => return Err(PeersError::Unavailable(e.to_string())),
+    };
+    Ok(Json(TorrentPeers {
+        peers: peers
+            .into_iter()
+            .map(|p| TorrentPeer {
+                address: p.addr.to_string(),
+                client: p.client,
+                seed: p.seed,
+                interested: p.interested,
+                choked: p.choked,
+                remote_interested: p.remote_interested,
+                remote_choked: p.remote_choked,
+                encrypted: p.encrypted,
+                transport: if p.utp { "utp" } else { "tcp" }.to_owned(),
+                direction: if p.outgoing { "outgoing" } else { "incoming" }.to_owned(),
+                progress: f64::from(p.progress_ppm.min(1_000_000)) / 1_000_000.0,
+                download_bps: p.download_bps,
+                upload_bps: p.upload_bps,
+                downloaded: p.downloaded,
+                uploaded: p.uploaded,
+            })
+            .collect(),
+    }))
+}
+
+#[utoipa::path(
+    get,
     path = "/v1/torrents/{id}",
     tag = "torrents",
     operation_id = "get_torrent",
@@ -936,6 +998,12 @@ pub async fn detail(
                 .to_owned(),
                 message: t.message.clone(),
                 peers: t.peers,
+                tier: t.tier,
+                next_announce_secs: t.next_announce_secs,
+                last_error: t.last_error.clone(),
+                fails: t.fails,
+                seeders: t.seeders,
+                leechers: t.leechers,
             })
             .collect()
     });

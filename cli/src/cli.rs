@@ -115,6 +115,9 @@ pub enum Command {
     /// Show one torrent: files, trackers, limits, FsOps; --follow redraws
     /// with progress bars until it is complete.
     Status(StatusArgs),
+    /// The peers a torrent is connected to: address, client, flags,
+    /// progress and rates (why a swarm is stuck).
+    Peers(PeersArgs),
     /// Add a magnet link or a .torrent file.
     Add(AddArgs),
     /// Choose which files of a torrent download, checked against its file
@@ -153,6 +156,7 @@ impl Command {
         match self {
             Command::Ls(_) => "ls",
             Command::Status(_) => "status",
+            Command::Peers(_) => "peers",
             Command::Add(_) => "add",
             Command::Select(_) => "select",
             Command::Action(_) => "action",
@@ -167,6 +171,16 @@ impl Command {
             Command::Man { .. } => "man",
         }
     }
+}
+
+/// `revaer peers`.
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    /// Torrent id (40 hex digits).
+    #[arg(value_parser = parse_torrent_id)]
+    pub id: TorrentId,
+    #[command(flatten)]
+    pub retry: RetryArgs,
 }
 
 /// `revaer ls`.

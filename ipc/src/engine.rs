@@ -157,6 +157,10 @@ pub enum EngineRequest {
     SessionInfo,
     /// Turn this connection into an event stream.
     Subscribe,
+    /// The torrent's connected peers.
+    Peers {
+        id: TorrentId,
+    },
 }
 
 /// Answers to [`EngineRequest`]s.
@@ -168,6 +172,38 @@ pub enum EngineResponse {
     Detail(Box<TorrentDetail>),
     Session(Box<SessionInfo>),
     Error(EngineError),
+    Peers(Vec<PeerDetail>),
+}
+
+/// One connected peer of a torrent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent peer flags, as libtorrent reports them"
+)]
+pub struct PeerDetail {
+    pub addr: SocketAddr,
+    /// Client name from the handshake or peer id ("" when unknown).
+    pub client: String,
+    pub seed: bool,
+    /// We want pieces the peer has.
+    pub interested: bool,
+    /// The peer chokes us.
+    pub choked: bool,
+    /// The peer wants pieces we have.
+    pub remote_interested: bool,
+    /// We choke the peer.
+    pub remote_choked: bool,
+    pub encrypted: bool,
+    /// uTP (else TCP).
+    pub utp: bool,
+    /// We opened the connection (else it came in).
+    pub outgoing: bool,
+    pub progress_ppm: u32,
+    pub download_bps: u64,
+    pub upload_bps: u64,
+    pub downloaded: u64,
+    pub uploaded: u64,
 }
 
 /// Session-wide state, read back from libtorrent.
@@ -272,6 +308,17 @@ pub struct TrackerDetail {
     pub message: Option<String>,
     /// Peers in the last successful reply.
     pub peers: Option<u32>,
+    /// Tier (BEP 12): lower tiers are tried first.
+    pub tier: u8,
+    /// Seconds until the next announce, when one is scheduled.
+    pub next_announce_secs: Option<u64>,
+    /// The last announce error, kept while no announce works.
+    pub last_error: Option<String>,
+    /// Consecutive failed announces.
+    pub fails: u32,
+    /// Scrape counts, when the tracker reported them.
+    pub seeders: Option<u32>,
+    pub leechers: Option<u32>,
 }
 
 /// Everything known about one torrent.

@@ -234,6 +234,60 @@ pub struct TorrentTracker {
     pub message: Option<String>,
     /// Peers in the last reply.
     pub peers: Option<u32>,
+    /// Tier (BEP 12): lower tiers are tried first.
+    #[serde(default)]
+    pub tier: u8,
+    /// Seconds until the next announce, when one is scheduled.
+    pub next_announce_secs: Option<u64>,
+    /// The last announce error, kept while no announce works.
+    pub last_error: Option<String>,
+    /// Consecutive failed announces.
+    #[serde(default)]
+    pub fails: u32,
+    /// Seeders and leechers the tracker reported (scrape), when known.
+    pub seeders: Option<u32>,
+    pub leechers: Option<u32>,
+}
+
+/// One connected peer of a torrent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[allow(clippy::struct_excessive_bools, reason = "independent peer flags")]
+pub struct TorrentPeer {
+    /// `IP:port` (IPv6 in brackets).
+    pub address: String,
+    /// Client name from the handshake or peer id ("" when unknown).
+    pub client: String,
+    /// The peer has every piece.
+    pub seed: bool,
+    /// We want pieces the peer has.
+    pub interested: bool,
+    /// The peer chokes us: we may not request from it.
+    pub choked: bool,
+    /// The peer wants pieces we have.
+    pub remote_interested: bool,
+    /// We choke the peer.
+    pub remote_choked: bool,
+    /// The connection is encrypted (MSE/PE).
+    pub encrypted: bool,
+    /// `tcp` or `utp`.
+    pub transport: String,
+    /// `outgoing` (we connected) or `incoming`.
+    pub direction: String,
+    /// Share of the torrent the peer has, 0.0 to 1.0.
+    pub progress: f64,
+    /// Payload bytes per second from the peer.
+    pub download_bps: u64,
+    /// Payload bytes per second to the peer.
+    pub upload_bps: u64,
+    /// Payload bytes received from and sent to the peer on this connection.
+    pub downloaded: u64,
+    pub uploaded: u64,
+}
+
+/// `GET /v1/torrents/{id}/peers` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TorrentPeers {
+    pub peers: Vec<TorrentPeer>,
 }
 
 /// `GET /v1/torrents/{id}` answer.

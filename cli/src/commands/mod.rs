@@ -30,6 +30,7 @@ pub async fn run(command: &Command, ctx: &Ctx) -> Result<(), CliError> {
         Command::Ls(args) => torrents::ls(ctx, args).await,
         Command::Status(args) if args.follow => follow::follow(ctx, args).await,
         Command::Status(args) => torrents::status(ctx, args).await,
+        Command::Peers(args) => torrents::peers(ctx, args).await,
         Command::Add(args) => torrents::add(ctx, args).await,
         Command::Label(args) => torrents::label(ctx, args).await,
         Command::Select(args) => select::select(ctx, args).await,

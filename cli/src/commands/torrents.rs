@@ -1,4 +1,4 @@
-//! `ls`, `status` (without `--follow`), `add` and `label`.
+//! `ls`, `status` (without `--follow`), `peers`, `add` and `label`.
 
 use std::fmt::Write as _;
 use std::io::Read as _;
@@ -6,12 +6,12 @@ use std::io::Read as _;
 use reqwest::{Method, StatusCode};
 use revaer_api_models::torrents::{
     AddTorrentRequest, FsopsStatus, MAX_PAGE_LIMIT, Torrent, TorrentCreated, TorrentDetail,
-    TorrentList, TorrentPatch,
+    TorrentList, TorrentPatch, TorrentPeers,
 };
 use serde::Serialize;
 
 use super::{Ctx, state_color, torrent_path};
-use crate::cli::{AddArgs, LabelArgs, LsArgs, StatusArgs};
+use crate::cli::{AddArgs, LabelArgs, LsArgs, PeersArgs, StatusArgs};
 use crate::client::{Body, to_value};
 use crate::error::CliError;
 use crate::output::{Cell, Column, Format, Out, render_fields, render_table};
@@ -297,6 +297,8 @@ fn trackers_table(out: &Out, d: &TorrentDetail) -> String {
         Column::left("TRACKER", 9).flexible(),
         Column::left("STATUS", 8),
         Column::right("PEERS", 6),
+        Column::right("SEEDS/LEECH", 4),
+        Column::right("NEXT", 3),
         Column::left("MESSAGE", 5),
     ];
     let rows: Vec<Vec<Cell>> = d
@@ -307,7 +309,24 @@ fn trackers_table(out: &Out, d: &TorrentDetail) -> String {
                 Cell::from(tr.url.as_str()),
                 Cell::from(tr.status.as_str()),
                 Cell::from(tr.peers.map_or_else(String::new, |p| p.to_string())),
-                Cell::from(tr.message.clone().unwrap_or_default()),
+                Cell::from(match (tr.seeders, tr.leechers) {
+                    (None, None) => String::new(),
+                    (s, l) => format!(
+                        "{}/{}",
+                        s.map_or_else(|| "?".to_owned(), |s| s.to_string()),
+                        l.map_or_else(|| "?".to_owned(), |l| l.to_string())
+                    ),
+                }),
+                Cell::from(
+                    tr.next_announce_secs
+                        .map_or_else(String::new, |s| format!("{s}s")),
+                ),
+                Cell::from(
+                    tr.message
+                        .clone()
+                        .or_else(|| tr.last_error.clone())
+                        .unwrap_or_default(),
+                ),
             ]
         })
         .collect();
@@ -322,6 +341,62 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<(), CliError> {
     } else {
         ctx.out.text(&detail_text(&ctx.out, &detail))
     }
+}
+
+/// `revaer peers`.
+pub async fn peers(ctx: &Ctx, args: &PeersArgs) -> Result<(), CliError> {
+    let path = format!("{}/peers", torrent_path(&args.id.0));
+    let peers: TorrentPeers = ctx.api.get(&path, &[]).await?;
+    if ctx.out.format == Format::Json {
+        ctx.out.json(&peers)
+    } else if peers.peers.is_empty() {
+        ctx.out.text("No connected peers.\n")
+    } else {
+        ctx.out.text(&peers_table(&ctx.out, &peers))
+    }
+}
+
+/// The `peers` table. FLAGS: `S` seed, `I` we are interested, `C` it
+/// chokes us, `i` it is interested, `c` we choke it, `E` encrypted, `U`
+/// uTP, `O` outgoing.
+#[must_use]
+pub fn peers_table(out: &Out, peers: &TorrentPeers) -> String {
+    let columns = [
+        Column::left("ADDRESS", 10),
+        Column::left("CLIENT", 6).flexible(),
+        Column::left("FLAGS", 9),
+        Column::right("DONE", 8),
+        Column::right("DOWN", 7),
+        Column::right("UP", 7),
+    ];
+    let rows: Vec<Vec<Cell>> = peers
+        .peers
+        .iter()
+        .map(|p| {
+            let flags: String = [
+                (p.seed, 'S'),
+                (p.interested, 'I'),
+                (p.choked, 'C'),
+                (p.remote_interested, 'i'),
+                (p.remote_choked, 'c'),
+                (p.encrypted, 'E'),
+                (p.transport == "utp", 'U'),
+                (p.direction == "outgoing", 'O'),
+            ]
+            .iter()
+            .map(|&(on, c)| if on { c } else { '.' })
+            .collect();
+            vec![
+                Cell::from(p.address.as_str()),
+                Cell::from(p.client.as_str()),
+                Cell::from(flags),
+                Cell::from(format_progress(p.progress)),
+                Cell::from(format_rate(p.download_bps)),
+                Cell::from(format_rate(p.upload_bps)),
+            ]
+        })
+        .collect();
+    render_table(out, &columns, &rows)
 }
 
 /// Reads a `.torrent` from `path` (`-` = stdin) with the API's limits.

@@ -129,8 +129,10 @@ pub fn detail(id: &str, state: &str, progress: f64) -> Value {
             {"index": 2, "path": "debian/README.nfo", "size": 2048, "priority": 0, "done": 0, "progress": 0.0}
         ],
         "trackers": [
-            {"url": "http://tracker.example.org/announce", "status": "working", "message": null, "peers": 40},
-            {"url": "udp://backup.example.net:6969", "status": "error", "message": "timed out", "peers": null}
+            {"url": "http://tracker.example.org/announce", "status": "working", "message": null, "peers": 40,
+             "tier": 0, "next_announce_secs": 1712, "last_error": null, "fails": 0, "seeders": 31, "leechers": 9},
+            {"url": "udp://backup.example.net:6969", "status": "error", "message": "timed out", "peers": null,
+             "tier": 1, "next_announce_secs": 95, "last_error": "timed out", "fails": 3, "seeders": null, "leechers": null}
         ],
         "piece_length": 262_144,
         "private": false,

@@ -28,9 +28,9 @@ use libtorrent_sys as lt;
 use revaer_config::{Config, EngineConfig};
 use revaer_ipc::engine::{
     AddTorrent, DISK_FULL_ERROR_PREFIX, EngineError, EngineErrorKind, EngineEvent, EngineRequest,
-    EngineResponse, FileDetail, MAX_MAGNET_BYTES, MAX_TORRENT_FILE_BYTES, Rate, SessionInfo,
-    TorrentDetail, TorrentId, TorrentSource, TorrentState, TorrentSummary, TrackerDetail,
-    TrackerStatus,
+    EngineResponse, FileDetail, MAX_MAGNET_BYTES, MAX_TORRENT_FILE_BYTES, PeerDetail, Rate,
+    SessionInfo, TorrentDetail, TorrentId, TorrentSource, TorrentState, TorrentSummary,
+    TrackerDetail, TrackerStatus,
 };
 use revaer_worker_bootstrap::data_server::Subscription;
 use tokio::sync::{Notify, broadcast, mpsc};
@@ -63,6 +63,7 @@ fn command_name(request: &EngineRequest) -> &'static str {
         EngineRequest::Detail { .. } => "detail",
         EngineRequest::SessionInfo => "session_info",
         EngineRequest::Subscribe => "subscribe",
+        EngineRequest::Peers { .. } => "peers",
     }
 }
 
@@ -284,6 +285,22 @@ fn error(kind: EngineErrorKind, message: impl Into<String>) -> EngineResponse {
     })
 }
 
+/// A tracker nothing is known of yet.
+fn not_contacted(url: &str) -> TrackerDetail {
+    TrackerDetail {
+        url: url.to_owned(),
+        status: TrackerStatus::NotContacted,
+        message: None,
+        peers: None,
+        tier: 0,
+        next_announce_secs: None,
+        last_error: None,
+        fails: 0,
+        seeders: None,
+        leechers: None,
+    }
+}
+
 fn lt_error(e: &lt::Error) -> EngineResponse {
     let kind = match e {
         lt::Error::NotFound(_) => EngineErrorKind::NotFound,
@@ -466,13 +483,8 @@ impl Engine {
         if let Some(tracked) = self.torrents().get_mut(&id) {
             let entry = tracked
                 .trackers
-                .entry(url.clone())
-                .or_insert_with(|| TrackerDetail {
-                    url,
-                    status,
-                    message: None,
-                    peers: None,
-                });
+                .entry(url)
+                .or_insert_with_key(|url| not_contacted(url));
             entry.status = status;
             entry.message = message;
             if peers.is_some() {
@@ -942,6 +954,97 @@ impl Engine {
         EngineResponse::Done
     }
 
+    /// The torrent's connected peers, as libtorrent sees them now.
+    fn peers(&self, id: TorrentId) -> EngineResponse {
+        if let Err(e) = self.require(id) {
+            return e;
+        }
+        match self.session.peers(&to_lt(id)) {
+            Ok(peers) => EngineResponse::Peers(
+                peers
+                    .into_iter()
+                    .filter_map(|p| {
+                        let ip = p.ip.parse::<std::net::IpAddr>().ok()?;
+                        Some(PeerDetail {
+                            addr: std::net::SocketAddr::new(ip, p.port),
+                            client: p.client,
+                            seed: p.seed,
+                            interested: p.interested,
+                            choked: p.choked,
+                            remote_interested: p.remote_interested,
+                            remote_choked: p.remote_choked,
+                            encrypted: p.encrypted,
+                            utp: p.utp,
+                            outgoing: p.outgoing,
+                            progress_ppm: p.progress_ppm,
+                            download_bps: p.download_rate,
+                            upload_bps: p.upload_rate,
+                            downloaded: p.downloaded,
+                            uploaded: p.uploaded,
+                        })
+                    })
+                    .collect(),
+            ),
+            Err(e) => lt_error(&e),
+        }
+    }
+
+    /// The torrent's trackers: libtorrent's live announce state (merged over
+    /// its listen sockets, so one socket that cannot reach the tracker does
+    /// not hide another that can), plus the peer count of the last reply.
+    fn tracker_details(&self, id: TorrentId, info: Option<&lt::TorrentInfo>) -> Vec<TrackerDetail> {
+        let known = self
+            .torrents()
+            .get(&id)
+            .map(|t| t.trackers.clone())
+            .unwrap_or_default();
+        let Ok(live) = self.session.trackers(&to_lt(id)) else {
+            return info
+                .map(|i| {
+                    i.trackers
+                        .iter()
+                        .map(|url| {
+                            known
+                                .get(url)
+                                .cloned()
+                                .unwrap_or_else(|| not_contacted(url))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        };
+        live.into_iter()
+            .map(|t| {
+                let seen = known.get(&t.url);
+                let status = if t.working {
+                    TrackerStatus::Working
+                } else if t.updating {
+                    TrackerStatus::Announcing
+                } else if t.last_error.is_some() || t.fails > 0 {
+                    TrackerStatus::Error
+                } else {
+                    seen.map_or(TrackerStatus::NotContacted, |s| s.status)
+                };
+                TrackerDetail {
+                    status,
+                    message: if status == TrackerStatus::Error {
+                        t.last_error.clone().or_else(|| t.message.clone())
+                    } else {
+                        t.message.clone()
+                    },
+                    peers: seen.and_then(|s| s.peers),
+                    tier: t.tier,
+                    next_announce_secs: t.next_announce_secs,
+                    last_error: t.last_error,
+                    fails: t.fails,
+                    seeders: t.seeders,
+                    leechers: t.leechers,
+                    url: t.url,
+                }
+            })
+            .collect()
+    }
+
     fn detail(&self, id: TorrentId) -> EngineResponse {
         if let Err(e) = self.require(id) {
             return e;
@@ -974,27 +1077,7 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
-        let known = self
-            .torrents()
-            .get(&id)
-            .map(|t| t.trackers.clone())
-            .unwrap_or_default();
-        let trackers = info
-            .as_ref()
-            .map(|i| {
-                i.trackers
-                    .iter()
-                    .map(|url| {
-                        known.get(url).cloned().unwrap_or_else(|| TrackerDetail {
-                            url: url.clone(),
-                            status: TrackerStatus::NotContacted,
-                            message: None,
-                            peers: None,
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let trackers = self.tracker_details(id, info.as_ref());
         EngineResponse::Detail(Box::new(TorrentDetail {
             summary: self.summary_of(&status),
             files,
@@ -1173,6 +1256,7 @@ impl Engine {
             }
             EngineRequest::List => EngineResponse::List(self.snapshot()),
             EngineRequest::Detail { id } => self.detail(id),
+            EngineRequest::Peers { id } => self.peers(id),
             EngineRequest::SessionInfo => self.session_info(),
             EngineRequest::Subscribe => error(
                 EngineErrorKind::Invalid,

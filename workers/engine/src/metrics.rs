@@ -33,6 +33,37 @@ const SENT_PAYLOAD: &str = "net.sent_payload_bytes";
 const PEERS_CONNECTED: &str = "peer.num_peers_connected";
 const DHT_NODES: &str = "dht.dht_nodes";
 
+/// libtorrent counters of peer connections opened, by direction.
+const PEER_ATTEMPTS: [(&str, &str); 2] = [
+    ("peer.connection_attempts", "outgoing"),
+    ("peer.incoming_connections", "incoming"),
+];
+
+/// libtorrent counters of peer connections that failed or were closed for
+/// a reason worth seeing, with the `reason` label each becomes.
+const PEER_FAILURES: [(&str, &str); 10] = [
+    ("peer.connect_timeouts", "connect_timeout"),
+    ("peer.connrefused_peers", "refused"),
+    ("peer.connreset_peers", "reset"),
+    ("peer.connaborted_peers", "aborted"),
+    ("peer.unreachable_peers", "unreachable"),
+    ("peer.timeout_peers", "timeout"),
+    ("peer.eof_peers", "closed_by_peer"),
+    ("peer.banned_for_hash_failure", "banned_hash_failure"),
+    ("peer.too_many_peers", "too_many_peers"),
+    ("peer.error_peers", "other_error"),
+];
+
+/// Tracker error classes, each exported from the start.
+const TRACKER_ERROR_KINDS: [lt::TrackerErrorKind; 6] = [
+    lt::TrackerErrorKind::Refused,
+    lt::TrackerErrorKind::Timeout,
+    lt::TrackerErrorKind::Connect,
+    lt::TrackerErrorKind::Http,
+    lt::TrackerErrorKind::Dns,
+    lt::TrackerErrorKind::Other,
+];
+
 /// The engine's metrics. Cheap to update from any thread.
 #[derive(Debug)]
 pub struct EngineMetrics {
@@ -50,6 +81,9 @@ struct Families {
     payload_sent: IntCounter,
     peers_connected: IntGauge,
     dht_nodes: IntGauge,
+    peer_attempts: IntCounterVec,
+    peer_failures: IntCounterVec,
+    tracker_errors: IntCounterVec,
     stats: StatsIndex,
 }
 
@@ -60,6 +94,9 @@ struct StatsIndex {
     sent_payload: Option<usize>,
     peers_connected: Option<usize>,
     dht_nodes: Option<usize>,
+    /// Positions of [`PEER_ATTEMPTS`] and [`PEER_FAILURES`] (same order).
+    peer_attempts: [Option<usize>; PEER_ATTEMPTS.len()],
+    peer_failures: [Option<usize>; PEER_FAILURES.len()],
 }
 
 impl StatsIndex {
@@ -70,6 +107,8 @@ impl StatsIndex {
             sent_payload: find(SENT_PAYLOAD),
             peers_connected: find(PEERS_CONNECTED),
             dht_nodes: find(DHT_NODES),
+            peer_attempts: PEER_ATTEMPTS.map(|(name, _)| find(name)),
+            peer_failures: PEER_FAILURES.map(|(name, _)| find(name)),
         }
     }
 }
@@ -114,6 +153,39 @@ impl Families {
             "revaer_engine_dht_nodes",
             "Nodes in the DHT routing table (libtorrent dht.dht_nodes).",
         )?;
+        let peer_attempts = IntCounterVec::new(
+            Opts::new(
+                "revaer_engine_peer_connection_attempts_total",
+                "Peer connections opened, by direction (libtorrent peer.connection_attempts, peer.incoming_connections).",
+            ),
+            &["direction"],
+        )?;
+        let peer_failures = IntCounterVec::new(
+            Opts::new(
+                "revaer_engine_peer_connection_failures_total",
+                "Peer connections that failed or were closed, by reason (libtorrent peer.*_peers and peer.connect_timeouts).",
+            ),
+            &["reason"],
+        )?;
+        let tracker_errors = IntCounterVec::new(
+            Opts::new(
+                "revaer_engine_tracker_errors_total",
+                "Failed tracker announces, by kind (refused: the tracker's failure reason; timeout; connect; http; dns; other).",
+            ),
+            &["kind"],
+        )?;
+        for (_, direction) in PEER_ATTEMPTS {
+            peer_attempts.get_metric_with_label_values(&[direction])?;
+        }
+        for (_, reason) in PEER_FAILURES {
+            peer_failures.get_metric_with_label_values(&[reason])?;
+        }
+        for kind in TRACKER_ERROR_KINDS {
+            tracker_errors.get_metric_with_label_values(&[kind.as_str()])?;
+        }
+        registry.register(Box::new(peer_attempts.clone()))?;
+        registry.register(Box::new(peer_failures.clone()))?;
+        registry.register(Box::new(tracker_errors.clone()))?;
         registry.register(Box::new(torrents.clone()))?;
         registry.register(Box::new(alerts.clone()))?;
         registry.register(Box::new(resume_writes.clone()))?;
@@ -134,6 +206,9 @@ impl Families {
             payload_sent,
             peers_connected,
             dht_nodes,
+            peer_attempts,
+            peer_failures,
+            tracker_errors,
             stats,
         })
     }
@@ -184,6 +259,30 @@ impl EngineMetrics {
             if let Some(v) = value(f.stats.dht_nodes) {
                 f.dht_nodes.set(v);
             }
+            let labelled = PEER_ATTEMPTS
+                .iter()
+                .zip(f.stats.peer_attempts)
+                .map(|((_, label), index)| (&f.peer_attempts, *label, index))
+                .chain(
+                    PEER_FAILURES
+                        .iter()
+                        .zip(f.stats.peer_failures)
+                        .map(|((_, label), index)| (&f.peer_failures, *label, index)),
+                );
+            for (family, label, index) in labelled {
+                if let (Some(v), Ok(counter)) =
+                    (value(index), family.get_metric_with_label_values(&[label]))
+                {
+                    advance(&counter, v);
+                }
+            }
+        }
+        if let lt::Alert::TrackerError { kind, .. } = alert
+            && let Ok(counter) = f
+                .tracker_errors
+                .get_metric_with_label_values(&[kind.as_str()])
+        {
+            counter.inc();
         }
     }
 
@@ -347,6 +446,65 @@ mod tests {
                 "revaer_engine_resume_writes_total{outcome=\"error\"}"
             ),
             Some(1.0)
+        );
+    }
+
+    #[test]
+    fn peer_counters_come_from_named_session_stats_and_tracker_errors_by_kind() {
+        let m = EngineMetrics::new();
+        let stats = m.families.as_ref().unwrap().stats;
+        // Every counter named exists in the linked libtorrent.
+        for ((name, _), index) in PEER_ATTEMPTS.iter().zip(stats.peer_attempts) {
+            assert!(index.is_some(), "{name} is not a libtorrent counter");
+        }
+        for ((name, _), index) in PEER_FAILURES.iter().zip(stats.peer_failures) {
+            assert!(index.is_some(), "{name} is not a libtorrent counter");
+        }
+        let refused = stats.peer_failures[1].unwrap();
+        let outgoing = stats.peer_attempts[0].unwrap();
+        let mut counters = vec![0_i64; refused.max(outgoing) + 1];
+        counters[refused] = 4;
+        counters[outgoing] = 9;
+        m.alert(&lt::Alert::SessionStats { counters });
+        let id = lt::TorrentId::new([3; 20]);
+        for kind in [
+            lt::TrackerErrorKind::Timeout,
+            lt::TrackerErrorKind::Timeout,
+            lt::TrackerErrorKind::Refused,
+        ] {
+            m.alert(&lt::Alert::TrackerError {
+                id,
+                url: "http://t.example/announce".to_owned(),
+                message: "x".to_owned(),
+                times_in_row: 1,
+                kind,
+            });
+        }
+        let text = m.render([]);
+        let value = |series: &str| sample(&text, series);
+        assert_eq!(
+            value("revaer_engine_peer_connection_failures_total{reason=\"refused\"}"),
+            Some(4.0)
+        );
+        assert_eq!(
+            value("revaer_engine_peer_connection_failures_total{reason=\"timeout\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            value("revaer_engine_peer_connection_attempts_total{direction=\"outgoing\"}"),
+            Some(9.0)
+        );
+        assert_eq!(
+            value("revaer_engine_tracker_errors_total{kind=\"timeout\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            value("revaer_engine_tracker_errors_total{kind=\"refused\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value("revaer_engine_tracker_errors_total{kind=\"dns\"}"),
+            Some(0.0)
         );
     }
 

@@ -18,10 +18,12 @@
 #include <libtorrent/add_torrent_params.hpp>
 #include <libtorrent/address.hpp>
 #include <libtorrent/alert_types.hpp>
+#include <libtorrent/announce_entry.hpp>
 #include <libtorrent/create_torrent.hpp>
 #include <libtorrent/error_code.hpp>
 #include <libtorrent/magnet_uri.hpp>
 #include <libtorrent/operations.hpp>
+#include <libtorrent/peer_info.hpp>
 #include <libtorrent/read_resume_data.hpp>
 #include <libtorrent/session.hpp>
 #include <libtorrent/session_params.hpp>
@@ -215,6 +217,36 @@ constexpr lt::alert_category_t kAlertMask =
     lt::alert_category::error | lt::alert_category::status |
     lt::alert_category::storage | lt::alert_category::tracker |
     lt::alert_category::performance_warning;
+
+// Classes of tracker announce errors (see TrackerErrorKind in alert.rs):
+// 1 the tracker refused (failure reason), 2 timed out, 3 could not connect,
+// 4 an HTTP error status, 5 name resolution failed, 0 anything else.
+std::int32_t tracker_error_class(lt::tracker_error_alert const &p) {
+  namespace asio_error = boost::asio::error;
+  lt::error_code const &ec = p.error;
+  if (!std::string(p.failure_reason()).empty() ||
+      ec == lt::errors::tracker_failure) {
+    return 1;
+  }
+  if (ec == lt::errors::timed_out || ec == asio_error::timed_out) {
+    return 2;
+  }
+  if (ec == asio_error::connection_refused ||
+      ec == asio_error::connection_reset ||
+      ec == asio_error::connection_aborted ||
+      ec == asio_error::host_unreachable ||
+      ec == asio_error::network_unreachable) {
+    return 3;
+  }
+  if (ec.category() == lt::http_category()) {
+    return 4;
+  }
+  if (ec == asio_error::host_not_found ||
+      ec == asio_error::host_not_found_try_again) {
+    return 5;
+  }
+  return 0;
+}
 
 lt::settings_pack to_pack(FfiSettings const &s) {
   lt::settings_pack pack;
@@ -450,6 +482,7 @@ FfiAlert convert_alert(lt::alert const *a) {
   }
   if (auto const *p = lt::alert_cast<lt::tracker_error_alert>(a)) {
     FfiAlert out = torrent_alert(K::TrackerError, *p);
+    out.state = tracker_error_class(*p);
     out.text = lossy(p->tracker_url());
     std::string msg = p->error.message();
     std::string const reason = p->failure_reason();
@@ -801,6 +834,91 @@ FfiStatus BridgeSession::status(FfiId const &id) const {
         h.status(lt::torrent_handle::query_name |
                  lt::torrent_handle::query_save_path |
                  lt::torrent_handle::query_accurate_download_counters));
+  });
+}
+
+rust::Vec<FfiPeer> BridgeSession::peers(FfiId const &id) const {
+  return guarded("peers", [&] {
+    lt::torrent_handle const h = find(*impl_->ses, id);
+    std::vector<lt::peer_info> infos;
+    h.get_peer_info(infos);
+    rust::Vec<FfiPeer> out;
+    for (lt::peer_info const &p : infos) {
+      FfiPeer peer{};
+      peer.ip = lossy(p.ip.address().to_string());
+      peer.port = p.ip.port();
+      peer.client = lossy(p.client);
+      peer.seed = bool(p.flags & lt::peer_info::seed);
+      peer.interested = bool(p.flags & lt::peer_info::interesting);
+      peer.choked = bool(p.flags & lt::peer_info::choked);
+      peer.remote_interested = bool(p.flags & lt::peer_info::remote_interested);
+      peer.remote_choked = bool(p.flags & lt::peer_info::remote_choked);
+      peer.encrypted = bool(p.flags & (lt::peer_info::rc4_encrypted |
+                                       lt::peer_info::plaintext_encrypted));
+      peer.utp = bool(p.flags & lt::peer_info::utp_socket);
+      peer.outgoing = bool(p.flags & lt::peer_info::local_connection);
+      peer.progress_ppm = static_cast<std::uint32_t>(std::max(0, p.progress_ppm));
+      peer.download_rate = p.payload_down_speed;
+      peer.upload_rate = p.payload_up_speed;
+      peer.downloaded = p.total_download;
+      peer.uploaded = p.total_upload;
+      out.push_back(std::move(peer));
+    }
+    return out;
+  });
+}
+
+rust::Vec<FfiTracker> BridgeSession::trackers(FfiId const &id) const {
+  return guarded("trackers", [&] {
+    lt::torrent_handle const h = find(*impl_->ses, id);
+    auto const now = lt::time_point_cast<lt::seconds32>(lt::clock_type::now());
+    rust::Vec<FfiTracker> out;
+    for (lt::announce_entry const &ae : h.trackers()) {
+      FfiTracker t{};
+      t.url = lossy(ae.url);
+      t.tier = ae.tier;
+      t.next_announce_secs = -1;
+      t.seeders = -1;
+      t.leechers = -1;
+      t.downloaded = -1;
+      std::string error;
+      for (lt::announce_endpoint const &ep : ae.endpoints) {
+        if (!ep.enabled) {
+          continue;
+        }
+        for (lt::announce_infohash const &ih : ep.info_hashes) {
+          // Answered: the started announce went through and nothing
+          // failed since (libtorrent's own is_working() is only fails == 0,
+          // true before any announce).
+          if (ih.start_sent && ih.fails == 0 && !ih.last_error) {
+            t.working = true;
+          }
+          t.updating = t.updating || ih.updating;
+          t.fails = std::max(t.fails, static_cast<std::int32_t>(ih.fails));
+          if (ih.next_announce > now) {
+            std::int64_t const in =
+                lt::total_seconds(ih.next_announce - now);
+            if (t.next_announce_secs < 0 || in < t.next_announce_secs) {
+              t.next_announce_secs = in;
+            }
+          }
+          if (ih.last_error && error.empty()) {
+            error = ih.last_error.message();
+          }
+          if (!ih.message.empty() && t.message.empty()) {
+            t.message = lossy(ih.message);
+          }
+          t.seeders = std::max(t.seeders, ih.scrape_complete);
+          t.leechers = std::max(t.leechers, ih.scrape_incomplete);
+          t.downloaded = std::max(t.downloaded, ih.scrape_downloaded);
+        }
+      }
+      if (!t.working) {
+        t.last_error = lossy(error);
+      }
+      out.push_back(std::move(t));
+    }
+    return out;
   });
 }
 

@@ -28,6 +28,8 @@ struct FfiLimits;
 struct FfiStatus;
 struct FfiTorrentInfo;
 struct FfiMagnet;
+struct FfiPeer;
+struct FfiTracker;
 struct FfiAlert;
 struct FfiMetric;
 struct FfiCreateOptions;
@@ -62,6 +64,8 @@ public:
                            rust::Slice<std::uint8_t const> priorities) const;
   rust::Vec<std::uint8_t> file_priorities(FfiId const &id) const;
   rust::Vec<std::int64_t> file_progress(FfiId const &id) const;
+  rust::Vec<FfiPeer> peers(FfiId const &id) const;
+  rust::Vec<FfiTracker> trackers(FfiId const &id) const;
   FfiStatus status(FfiId const &id) const;
   FfiTorrentInfo torrent_info(FfiId const &id) const;
   rust::Vec<FfiId> torrents() const;

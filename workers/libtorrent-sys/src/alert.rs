@@ -73,6 +73,7 @@ pub enum Alert {
         url: String,
         message: String,
         times_in_row: i32,
+        kind: TrackerErrorKind,
     },
     /// Answer to `Session::save_resume_data`: bencoded resume data that
     /// embeds the info dictionary (re-add with `TorrentSource::ResumeData`).
@@ -194,6 +195,7 @@ impl Alert {
                 url: a.text,
                 message: a.detail,
                 times_in_row: a.number,
+                kind: TrackerErrorKind::from_raw(a.state),
             },
             FfiAlertKind::SaveResumeData => Self::SaveResumeData { id, data: a.data },
             FfiAlertKind::SaveResumeDataFailed => Self::SaveResumeDataFailed { id, error: a.text },
@@ -226,6 +228,48 @@ impl Alert {
                 what: a.text,
                 message: a.detail,
             },
+        }
+    }
+}
+
+/// Why a tracker announce failed, in classes an operator can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackerErrorKind {
+    /// The tracker answered with a failure reason (unregistered torrent,
+    /// bad passkey, ...).
+    Refused,
+    Timeout,
+    /// No connection: refused, reset, unreachable.
+    Connect,
+    /// An HTTP error status.
+    Http,
+    /// The tracker's host name did not resolve.
+    Dns,
+    Other,
+}
+
+impl TrackerErrorKind {
+    fn from_raw(raw: i32) -> Self {
+        match raw {
+            1 => Self::Refused,
+            2 => Self::Timeout,
+            3 => Self::Connect,
+            4 => Self::Http,
+            5 => Self::Dns,
+            _ => Self::Other,
+        }
+    }
+
+    /// A stable snake-case label (metrics).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Refused => "refused",
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Http => "http",
+            Self::Dns => "dns",
+            Self::Other => "other",
         }
     }
 }

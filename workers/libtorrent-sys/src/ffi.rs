@@ -121,6 +121,55 @@ pub(crate) mod bridge {
         v2_hex: String,
     }
 
+    /// One connected peer of a torrent (`lt::peer_info`).
+    struct FfiPeer {
+        ip: String,
+        port: u16,
+        client: String,
+        /// The peer has every piece.
+        seed: bool,
+        /// We want pieces it has.
+        interested: bool,
+        /// It chokes us (we may not request).
+        choked: bool,
+        remote_interested: bool,
+        /// We choke it.
+        remote_choked: bool,
+        /// RC4 or plaintext-header encryption (BEP 8 / MSE).
+        encrypted: bool,
+        utp: bool,
+        /// We opened the connection.
+        outgoing: bool,
+        progress_ppm: u32,
+        download_rate: i32,
+        upload_rate: i32,
+        downloaded: i64,
+        uploaded: i64,
+    }
+
+    /// One tracker of a torrent with what its announces reported, merged
+    /// over the session's listen sockets (one announce each): working if
+    /// any answered.
+    struct FfiTracker {
+        url: String,
+        tier: u8,
+        working: bool,
+        /// An announce is in flight.
+        updating: bool,
+        /// Consecutive failures of the worst endpoint.
+        fails: i32,
+        /// Seconds until the next announce; -1 when none is scheduled.
+        next_announce_secs: i64,
+        /// The tracker's last error ("" when none), when no endpoint works.
+        last_error: String,
+        /// The tracker's warning or failure text ("" when none).
+        message: String,
+        /// Scrape counts (-1 = not known).
+        seeders: i32,
+        leechers: i32,
+        downloaded: i32,
+    }
+
     struct FfiMagnet {
         id: FfiId,
         has_name: bool,
@@ -218,6 +267,8 @@ pub(crate) mod bridge {
         fn set_file_priorities(self: &BridgeSession, id: &FfiId, priorities: &[u8]) -> Result<()>;
         fn file_priorities(self: &BridgeSession, id: &FfiId) -> Result<Vec<u8>>;
         fn file_progress(self: &BridgeSession, id: &FfiId) -> Result<Vec<i64>>;
+        fn peers(self: &BridgeSession, id: &FfiId) -> Result<Vec<FfiPeer>>;
+        fn trackers(self: &BridgeSession, id: &FfiId) -> Result<Vec<FfiTracker>>;
         fn status(self: &BridgeSession, id: &FfiId) -> Result<FfiStatus>;
         fn torrent_info(self: &BridgeSession, id: &FfiId) -> Result<FfiTorrentInfo>;
         fn torrents(self: &BridgeSession) -> Result<Vec<FfiId>>;

@@ -20,7 +20,7 @@ mod metainfo;
 mod session;
 mod types;
 
-pub use alert::Alert;
+pub use alert::{Alert, TrackerErrorKind};
 pub use error::Error;
 pub use metainfo::{
     CreateTorrentOptions, TorrentFormat, create_torrent, create_torrent_with, parse_magnet,
@@ -28,8 +28,8 @@ pub use metainfo::{
 };
 pub use session::Session;
 pub use types::{
-    AddTorrentParams, FileEntry, MagnetInfo, ParseTorrentIdError, SessionSettings, TorrentId,
-    TorrentInfo, TorrentSource, TorrentState, TorrentStatus,
+    AddTorrentParams, FileEntry, MagnetInfo, ParseTorrentIdError, PeerInfo, SessionSettings,
+    TorrentId, TorrentInfo, TorrentSource, TorrentState, TorrentStatus, TrackerInfo,
 };
 
 /// Largest `.torrent` file accepted (10 MiB).

@@ -226,6 +226,27 @@ impl Session {
             .map_err(|e| Error::from_cxx(&e, Some(id)))
     }
 
+    /// The torrent's connected peers.
+    pub fn peers(&self, id: &TorrentId) -> Result<Vec<crate::PeerInfo>, Error> {
+        self.ses()?
+            .peers(&id.to_ffi())
+            .map(|peers| peers.into_iter().map(crate::PeerInfo::from_ffi).collect())
+            .map_err(|e| Error::from_cxx(&e, Some(id)))
+    }
+
+    /// The torrent's trackers with their announce and scrape state.
+    pub fn trackers(&self, id: &TorrentId) -> Result<Vec<crate::TrackerInfo>, Error> {
+        self.ses()?
+            .trackers(&id.to_ffi())
+            .map(|trackers| {
+                trackers
+                    .into_iter()
+                    .map(crate::TrackerInfo::from_ffi)
+                    .collect()
+            })
+            .map_err(|e| Error::from_cxx(&e, Some(id)))
+    }
+
     pub fn status(&self, id: &TorrentId) -> Result<TorrentStatus, Error> {
         self.ses()?
             .status(&id.to_ffi())

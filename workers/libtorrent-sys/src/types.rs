@@ -437,6 +437,103 @@ pub struct MagnetInfo {
     pub trackers: Vec<String>,
 }
 
+/// One connected peer of a torrent (`lt::peer_info`).
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "mirrors libtorrent's independent peer flags"
+)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub ip: String,
+    pub port: u16,
+    /// Client name from the handshake or the peer id ("" when unknown).
+    pub client: String,
+    pub seed: bool,
+    /// We want pieces the peer has.
+    pub interested: bool,
+    /// The peer chokes us.
+    pub choked: bool,
+    pub remote_interested: bool,
+    /// We choke the peer.
+    pub remote_choked: bool,
+    pub encrypted: bool,
+    pub utp: bool,
+    /// We opened the connection.
+    pub outgoing: bool,
+    pub progress_ppm: u32,
+    /// Payload bytes per second.
+    pub download_rate: u64,
+    pub upload_rate: u64,
+    pub downloaded: u64,
+    pub uploaded: u64,
+}
+
+impl PeerInfo {
+    pub(crate) fn from_ffi(p: bridge::FfiPeer) -> Self {
+        let non_negative = |v: i64| u64::try_from(v).unwrap_or(0);
+        Self {
+            ip: p.ip,
+            port: p.port,
+            client: p.client,
+            seed: p.seed,
+            interested: p.interested,
+            choked: p.choked,
+            remote_interested: p.remote_interested,
+            remote_choked: p.remote_choked,
+            encrypted: p.encrypted,
+            utp: p.utp,
+            outgoing: p.outgoing,
+            progress_ppm: p.progress_ppm.min(1_000_000),
+            download_rate: non_negative(i64::from(p.download_rate)),
+            upload_rate: non_negative(i64::from(p.upload_rate)),
+            downloaded: non_negative(p.downloaded),
+            uploaded: non_negative(p.uploaded),
+        }
+    }
+}
+
+/// One tracker of a torrent, merged over the session's listen sockets
+/// (libtorrent announces once per socket): working if any answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackerInfo {
+    pub url: String,
+    pub tier: u8,
+    pub working: bool,
+    /// An announce is in flight.
+    pub updating: bool,
+    pub fails: u32,
+    /// Seconds until the next announce, when one is scheduled.
+    pub next_announce_secs: Option<u64>,
+    /// The last error, when no socket's announce works.
+    pub last_error: Option<String>,
+    /// The tracker's own warning or failure text.
+    pub message: Option<String>,
+    /// Scrape counts, when the tracker reported them.
+    pub seeders: Option<u32>,
+    pub leechers: Option<u32>,
+    pub downloaded: Option<u32>,
+}
+
+impl TrackerInfo {
+    pub(crate) fn from_ffi(t: bridge::FfiTracker) -> Self {
+        let known = |v: i32| u32::try_from(v).ok();
+        let text = |s: String| (!s.is_empty()).then_some(s);
+        Self {
+            url: t.url,
+            tier: t.tier,
+            working: t.working,
+            updating: t.updating,
+            fails: u32::try_from(t.fails).unwrap_or(0),
+            next_announce_secs: u64::try_from(t.next_announce_secs).ok(),
+            last_error: text(t.last_error),
+            message: text(t.message),
+            seeders: known(t.seeders),
+            leechers: known(t.leechers),
+            downloaded: known(t.downloaded),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
