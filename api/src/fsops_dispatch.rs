@@ -2,7 +2,13 @@
 //!
 //! When the engine reports a torrent `completed`, a `pending` job row is
 //! recorded in SQLite (once per torrent) and dispatched to the FsOps worker
-//! on a dedicated data connection. Every progress frame FsOps streams back
+//! on a dedicated data connection. That report is sent once, live: one the
+//! API never recorded (it was killed, or had not subscribed yet) is not
+//! sent again, by the engine or after an API restart. So the engine's state
+//! is the backstop: every snapshot of the event stream (each connection,
+//! API start, falling behind) records a job for every complete torrent that
+//! has none, and a torrent the snapshot shows still checking or paused is
+//! watched until it settles. Every progress frame FsOps streams back
 //! is journaled before anything else happens: `step` holds the step that is
 //! running, `steps` the finished ones. If the connection drops before the
 //! job ends (FsOps killed, API restarted), the job is still `running` at
@@ -11,21 +17,27 @@
 //! FsOps side, so the job finishes exactly once. Each transition becomes a
 //! public event (`fsops_started`, `fsops_step`, `fsops_completed`,
 //! `fsops_failed`); failed jobs degrade `/health/full` until retried
-//! (`fsops_retry`) or their torrent is removed.
+//! (`fsops_retry`) or their torrent is removed. `fsops_completed` is
+//! committed to the event log *before* the job is marked completed: a crash
+//! in between leaves the job running, and its re-dispatch finds the event
+//! (a torrent has one job, so one such event) instead of adding a second.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use revaer_api_models::events::Event;
-use revaer_ipc::engine::{EngineEvent, EngineRequest, EngineResponse, TorrentDetail, TorrentId};
+use revaer_api_models::events::{Event, EventKind};
+use revaer_ipc::engine::{
+    EngineEvent, EngineRequest, EngineResponse, TorrentDetail, TorrentId, TorrentState,
+    TorrentSummary,
+};
 use revaer_ipc::fsops::{FsopsJob, FsopsProgress, FsopsRequest, FsopsStep, JobFile};
 use revaer_ipc::{Envelope, IpcError, WorkerRequest, WorkerResponse};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::engine_events::EngineEvents;
-use crate::event_log::EventLog;
+use crate::event_log::{EventFilter, EventLog, EventLogError};
 use crate::links::{LinkParams, WorkerLink, open};
 use crate::read_model::ReadModel;
 use crate::store::catalog::FsopsJobRow;
@@ -37,6 +49,10 @@ pub const MAX_ATTEMPTS: u32 = 10;
 const REDISPATCH_AFTER: Duration = Duration::from_millis(500);
 /// Longest a job may stay silent (FsOps sends progress at every step).
 const SILENCE_LIMIT: Duration = Duration::from_secs(6 * 3600);
+/// Tries to read the engine's list when the dispatcher starts after the
+/// snapshot went by (the request link may still be connecting).
+const CATCH_UP_TRIES: u32 = 100;
+const CATCH_UP_RETRY: Duration = Duration::from_millis(50);
 
 /// Why a dispatch did not reach an end.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +61,8 @@ enum DispatchError {
     Store(#[from] StoreError),
     #[error("FsOps link: {0}")]
     Ipc(#[from] IpcError),
+    #[error("event log: {0}")]
+    EventLog(#[from] EventLogError),
     #[error("engine: {0}")]
     Engine(String),
     #[error("FsOps: {0}")]
@@ -112,7 +130,12 @@ impl FsopsDispatcher {
             let _ = dispatcher.queue.send(job.id);
         }
         tokio::spawn(Arc::clone(&dispatcher).dispatch_loop(rx));
-        tokio::spawn(Arc::clone(&dispatcher).follow(engine_events.subscribe()));
+        // Subscribed first, then asked whether the snapshot went by already
+        // (`connected` turns true before the snapshot is broadcast): either
+        // the snapshot is still to come, or the list is read instead.
+        let events = engine_events.subscribe();
+        let missed_snapshot = *engine_events.connected().borrow();
+        tokio::spawn(Arc::clone(&dispatcher).follow(events, missed_snapshot));
         Ok(dispatcher)
     }
 
@@ -148,13 +171,25 @@ impl FsopsDispatcher {
         }))
     }
 
-    async fn follow(self: Arc<Self>, mut events: broadcast::Receiver<EngineEvent>) {
+    async fn follow(
+        self: Arc<Self>,
+        mut events: broadcast::Receiver<EngineEvent>,
+        missed_snapshot: bool,
+    ) {
+        // Torrents a snapshot showed checking or paused: complete or not is
+        // known once they settle.
+        let mut unsettled = HashSet::new();
+        if missed_snapshot {
+            self.catch_up(&mut unsettled).await;
+        }
         loop {
             match events.recv().await {
                 Ok(EngineEvent::Completed { id, traceparent }) => {
+                    unsettled.remove(&id);
                     self.completed(id, traceparent).await;
                 }
                 Ok(EngineEvent::Removed { id }) => {
+                    unsettled.remove(&id);
                     let store = Arc::clone(&self.store);
                     let key = id.to_string();
                     if let Err(e) = blocking(move || store.fsops_jobs_cancel(&key)).await {
@@ -162,15 +197,120 @@ impl FsopsDispatcher {
                     }
                     self.refresh_failed().await;
                 }
+                Ok(EngineEvent::Snapshot(summaries)) => {
+                    self.reconcile(&summaries, &mut unsettled).await;
+                }
+                Ok(EngineEvent::Added(summary) | EngineEvent::Progress(summary))
+                    if unsettled.contains(&summary.id) =>
+                {
+                    if is_complete(&summary) {
+                        unsettled.remove(&summary.id);
+                        self.record_missed(vec![summary.id]).await;
+                    } else if !may_be_settling(summary.state) {
+                        unsettled.remove(&summary.id);
+                    }
+                }
+                Ok(EngineEvent::StateChanged { id, state }) if unsettled.contains(&id) => {
+                    if matches!(state, TorrentState::Finished | TorrentState::Seeding) {
+                        unsettled.remove(&id);
+                        self.record_missed(vec![id]).await;
+                    } else if !may_be_settling(state) {
+                        unsettled.remove(&id);
+                    }
+                }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    // Completions are re-reported by the engine after a
-                    // restart; a missed one is also caught at the next
-                    // snapshot by the read model's state. Log it loudly.
-                    tracing::warn!(missed, "FsOps dispatcher fell behind the engine's events");
+                    // Completions may be among the missed events: the
+                    // engine's list tells which torrents are complete.
+                    tracing::warn!(
+                        missed,
+                        "FsOps dispatcher fell behind the engine's events; re-reading its list"
+                    );
+                    self.catch_up(&mut unsettled).await;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             }
+        }
+    }
+
+    /// Reconciles with the engine's list, read now (the snapshot went by
+    /// before this subscription, or events were missed). Bounded in tries:
+    /// the request link may still be connecting.
+    async fn catch_up(&self, unsettled: &mut HashSet<TorrentId>) {
+        for _ in 0..CATCH_UP_TRIES {
+            match self
+                .engine
+                .request(WorkerRequest::Engine(EngineRequest::List))
+                .await
+            {
+                Ok(WorkerResponse::Engine(EngineResponse::List(list))) => {
+                    self.reconcile(&list, unsettled).await;
+                    return;
+                }
+                Ok(other) => {
+                    tracing::warn!(?other, "unexpected answer to List");
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, "engine list unavailable; retrying"),
+            }
+            tokio::time::sleep(CATCH_UP_RETRY).await;
+        }
+        tracing::warn!(
+            "cannot read the engine's list; completions it holds are recorded at its next snapshot"
+        );
+    }
+
+    /// A snapshot replaces what is known of the engine: every complete
+    /// torrent without a job gets one; those still checking or paused are
+    /// watched until they settle.
+    async fn reconcile(&self, summaries: &[TorrentSummary], unsettled: &mut HashSet<TorrentId>) {
+        unsettled.clear();
+        let mut complete = Vec::new();
+        for summary in summaries {
+            if is_complete(summary) {
+                complete.push(summary.id);
+            } else if may_be_settling(summary.state) {
+                unsettled.insert(summary.id);
+            }
+        }
+        self.record_missed(complete).await;
+    }
+
+    /// Records a job for each of these complete torrents that has none:
+    /// their live completion was never recorded.
+    async fn record_missed(&self, complete: Vec<TorrentId>) {
+        // The catalog knows most jobs already; the store answers for the
+        // rest (e.g. a torrent removed and added again keeps its old job).
+        let unknown: Vec<TorrentId> = complete
+            .into_iter()
+            .filter(|id| {
+                self.torrents
+                    .catalog(id)
+                    .is_none_or(|catalog| catalog.fsops.is_none())
+            })
+            .collect();
+        if unknown.is_empty() {
+            return;
+        }
+        let store = Arc::clone(&self.store);
+        let without_job = blocking(move || {
+            let mut out = Vec::new();
+            for id in unknown {
+                if store.fsops_job_latest(&id.to_string())?.is_none() {
+                    out.push(id);
+                }
+            }
+            Ok(out)
+        })
+        .await;
+        match without_job {
+            Ok(ids) => {
+                for id in ids {
+                    tracing::info!(id = %id, "complete torrent without an FsOps job (its completion was missed); recording one");
+                    self.completed(id, None).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot look up FsOps jobs"),
         }
     }
 
@@ -372,15 +512,20 @@ impl FsopsDispatcher {
                 Ok(false)
             }
             FsopsProgress::Completed { library_path, .. } => {
+                // Announced durably, then recorded (see the module docs).
+                if !self.completion_announced(&id).await? {
+                    self.events
+                        .append_durable(Event::FsopsCompleted {
+                            torrent: id,
+                            library_path: library_path.clone(),
+                        })
+                        .await?;
+                }
                 let store = Arc::clone(&self.store);
-                let path = library_path.clone();
+                let path = library_path;
                 blocking(move || store.fsops_job_completed(job_id, &path)).await?;
                 self.torrents
                     .set_fsops(torrent, Some("completed".to_owned()));
-                self.events.append(Event::FsopsCompleted {
-                    torrent: id,
-                    library_path,
-                });
                 self.refresh_failed().await;
                 tracing::info!(job = job_id, torrent = %torrent, "FsOps job completed");
                 if self.moves.load(Ordering::Acquire) {
@@ -397,6 +542,18 @@ impl FsopsDispatcher {
                 Ok(false)
             }
         }
+    }
+
+    /// Whether the log holds the torrent's `fsops_completed` already: its
+    /// job was announced, then interrupted before it was marked completed.
+    async fn completion_announced(&self, torrent: &str) -> Result<bool, DispatchError> {
+        let filter = EventFilter {
+            torrents: Some(HashSet::from([torrent.to_owned()])),
+            kinds: Some(vec![EventKind::FsopsCompleted]),
+            states: None,
+        };
+        let page = self.events.replay_page(0, Arc::new(filter), 1).await?;
+        Ok(!page.events.is_empty())
     }
 
     /// After a `move` job the files live in the library only: the torrent
@@ -448,6 +605,30 @@ impl FsopsDispatcher {
     }
 }
 
+/// Whether the engine holds every wanted byte of the torrent, checked: its
+/// completion has happened, reported or not.
+fn is_complete(summary: &TorrentSummary) -> bool {
+    summary.has_metadata
+        && summary.total_wanted > 0
+        && summary.total_done >= summary.total_wanted
+        && !matches!(
+            summary.state,
+            TorrentState::CheckingResumeData
+                | TorrentState::CheckingFiles
+                | TorrentState::DownloadingMetadata
+        )
+}
+
+/// States in which a torrent's completeness may still change without a
+/// `Completed`: checking (a restored torrent reaches seeding without one)
+/// and paused (its counters may predate the check).
+fn may_be_settling(state: TorrentState) -> bool {
+    matches!(
+        state,
+        TorrentState::CheckingResumeData | TorrentState::CheckingFiles | TorrentState::Paused
+    )
+}
+
 /// Exports FsOps' spans (it has no network, ADR 008), bounded in count and
 /// size whatever FsOps sent.
 fn relay_spans(spans: Vec<revaer_ipc::trace::SpanRecord>) {
@@ -471,4 +652,202 @@ fn relay_spans(spans: Vec<revaer_ipc::trace::SpanRecord>) {
             s
         });
     revaer_telemetry::relay("revaer-fsops", bounded);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::time::Instant;
+
+    use axum::http::StatusCode;
+
+    use super::*;
+    use crate::store::catalog::FsopsJobRow;
+    use crate::test_harness::Harness;
+
+    /// Uploads a scripted torrent (three files of 100 bytes) named `name`.
+    async fn upload(h: &Harness, name: &[u8]) -> TorrentId {
+        let mut torrent = b"d".to_vec();
+        torrent.extend_from_slice(name);
+        let (status, _, value) = h.upload(&torrent, None).await;
+        assert_eq!(status, StatusCode::CREATED, "{value}");
+        value["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// The engine's summary of a torrent holding `done` of its 300 bytes.
+    fn summary(id: TorrentId, state: TorrentState, done: u64) -> TorrentSummary {
+        TorrentSummary {
+            id,
+            name: id.to_string(),
+            state,
+            progress_ppm: u32::try_from(done * 1_000_000 / 300).unwrap(),
+            download_bps: 0,
+            upload_bps: 0,
+            peers: 0,
+            seeds: 0,
+            total_wanted: 300,
+            total_done: done,
+            downloaded: done,
+            uploaded: 0,
+            paused: state == TorrentState::Paused,
+            sequential: false,
+            has_metadata: true,
+            error: None,
+        }
+    }
+
+    fn job(h: &Harness, id: TorrentId) -> Option<FsopsJobRow> {
+        h.state.store.fsops_job_latest(&id.to_string()).unwrap()
+    }
+
+    /// Polls until the torrent's job is `completed` (10 s deadline).
+    async fn wait_completed(h: &Harness, id: TorrentId) -> FsopsJobRow {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let row = job(h, id);
+            if let Some(row) = row.as_ref().filter(|j| j.state == "completed") {
+                return row.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the FsOps job of {id} never completed: {row:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The torrent's `fsops_completed` events in the log.
+    async fn completions(h: &Harness, id: TorrentId) -> usize {
+        let filter = EventFilter {
+            torrents: Some(HashSet::from([id.to_string()])),
+            kinds: Some(vec![EventKind::FsopsCompleted]),
+            states: None,
+        };
+        let page = h
+            .state
+            .events
+            .replay_page(0, Arc::new(filter), 100)
+            .await
+            .unwrap();
+        page.events.len()
+    }
+
+    /// The chaos soak's finding: a torrent whose `Completed` the API never
+    /// recorded (killed first) got no job, ever: neither the engine nor a
+    /// restarted API reports it again. The snapshot that opens every
+    /// subscription now brings it in; a torrent the snapshot shows checking
+    /// gets its job once it settles complete, and an unfinished one none.
+    #[tokio::test]
+    async fn a_completion_missed_by_the_api_is_recorded_from_the_engine_snapshot() {
+        let h = Harness::start().await;
+        h.fsops.release();
+        let missed = upload(&h, b"4:info-missed").await;
+        let checking = upload(&h, b"4:info-checking").await;
+        let downloading = upload(&h, b"4:info-downloading").await;
+        // What a restarted API's subscription starts with: no `Completed`
+        // will follow for `missed`, nor for `checking` when its check of
+        // resume data ends.
+        h.engine.emit(EngineEvent::Snapshot(vec![
+            summary(missed, TorrentState::Seeding, 300),
+            summary(checking, TorrentState::CheckingResumeData, 0),
+            summary(downloading, TorrentState::Downloading, 100),
+        ]));
+        wait_completed(&h, missed).await;
+        assert_eq!(completions(&h, missed).await, 1);
+        // The snapshot was reconciled as one: the others got no job.
+        assert!(job(&h, checking).is_none());
+        assert!(job(&h, downloading).is_none());
+        // The incomplete one progressing is not a completion…
+        h.engine.emit(EngineEvent::Progress(Box::new(summary(
+            downloading,
+            TorrentState::Downloading,
+            200,
+        ))));
+        // …the checked one settling complete is.
+        h.engine.emit(EngineEvent::StateChanged {
+            id: checking,
+            state: TorrentState::Seeding,
+        });
+        wait_completed(&h, checking).await;
+        assert_eq!(completions(&h, checking).await, 1);
+        assert!(job(&h, downloading).is_none());
+        // The same snapshot again (another reconnection): nothing new.
+        h.engine.emit(EngineEvent::Snapshot(vec![summary(
+            missed,
+            TorrentState::Seeding,
+            300,
+        )]));
+        h.engine.emit(EngineEvent::Completed {
+            id: downloading,
+            traceparent: None,
+        });
+        wait_completed(&h, downloading).await;
+        assert_eq!(h.fsops.jobs.lock().unwrap().len(), 3);
+        assert_eq!(completions(&h, missed).await, 1);
+    }
+
+    /// A crash between marking a job completed and logging its
+    /// `fsops_completed` lost the event for good (the job, completed, never
+    /// ran again). Here the log refuses that event on the first attempt, as
+    /// a crash before its commit would leave it: the job must stay
+    /// unfinished and announce its completion on the next one.
+    #[tokio::test]
+    async fn a_completion_is_never_recorded_without_its_event() {
+        let h = Harness::start().await;
+        h.fsops.release();
+        h.state
+            .store
+            .conn()
+            .execute_batch(
+                "CREATE TEMP TRIGGER refuse_first_completion BEFORE INSERT ON events
+                 WHEN NEW.kind = 'fsops_completed'
+                  AND (SELECT attempts FROM fsops_jobs ORDER BY id DESC LIMIT 1) = 1
+                 BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END;",
+            )
+            .unwrap();
+        let id = upload(&h, b"4:info-refused").await;
+        h.engine.emit(EngineEvent::Completed {
+            id,
+            traceparent: None,
+        });
+        let row = wait_completed(&h, id).await;
+        assert!(
+            h.state.events.write_errors_total() >= 1,
+            "the log never refused the event"
+        );
+        assert_eq!(
+            completions(&h, id).await,
+            1,
+            "completed without its fsops_completed: {row:?}"
+        );
+        assert_eq!(row.attempts, 2);
+    }
+
+    /// The other side of announcing first: a crash after the event's commit
+    /// and before the job is marked completed (here: that write fails once)
+    /// leaves the job running; its re-dispatch must not announce it again.
+    #[tokio::test]
+    async fn a_resumed_job_does_not_announce_its_completion_twice() {
+        let h = Harness::start().await;
+        h.fsops.release();
+        h.state
+            .store
+            .conn()
+            .execute_batch(
+                "CREATE TEMP TRIGGER refuse_first_record BEFORE UPDATE ON fsops_jobs
+                 WHEN NEW.state = 'completed' AND OLD.attempts = 1
+                 BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END;",
+            )
+            .unwrap();
+        let id = upload(&h, b"4:info-twice").await;
+        h.engine.emit(EngineEvent::Completed {
+            id,
+            traceparent: None,
+        });
+        let row = wait_completed(&h, id).await;
+        assert_eq!(row.attempts, 2, "{row:?}");
+        assert_eq!(h.fsops.jobs.lock().unwrap().len(), 2);
+        assert_eq!(completions(&h, id).await, 1);
+    }
 }

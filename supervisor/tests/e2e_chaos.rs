@@ -16,7 +16,11 @@
 //! torrents, 100 kills, release build) and writes the counts and the
 //! recovery-time distribution to `bench/results/reliability.md`; its sizes
 //! come from `REVAER_CHAOS_TORRENTS`, `REVAER_CHAOS_KILLS`,
-//! `REVAER_CHAOS_DOWNLOADS`, and `REVAER_CHAOS_SEED` replays a run.
+//! `REVAER_CHAOS_DOWNLOADS`, and `REVAER_CHAOS_SEED` replays a run
+//! (`REVAER_CHAOS_LOG=<file>` keeps the daemon's log of it). A finished
+//! torrent whose FsOps job did not complete once is reported with its job
+//! as the store has it and its events, which tells a lost completion (no
+//! job, or a completed job without `fsops_completed`) from a slow one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -411,16 +415,24 @@ fn workers_killed_at_random_lose_no_acknowledged_write_and_no_event() {
     // downloads dir first. Its own session announces nowhere, so the leech
     // can only get it from Revaer.
     let seeded = Seed::build("seeded", &[("s.bin", 1024 * 1024)], 0, Vec::new());
-    let daemon = Daemon::start_with(
-        &bin_dir(),
-        &test_config(
-            "[supervisor]\nrestart_backoff_initial_ms = 50\nrestart_backoff_max_ms = 400\nrestart_backoff_reset_after_ms = 1\nshutdown_grace_ms = 8000\n",
-        )
-        .replace(
-            "[supervisor]\nrestart_backoff_initial_ms = 50\nrestart_backoff_max_ms = 2000\nshutdown_grace_ms = 5000\n",
-            "",
-        ),
+    let config = test_config(
+        "[supervisor]\nrestart_backoff_initial_ms = 50\nrestart_backoff_max_ms = 400\nrestart_backoff_reset_after_ms = 1\nshutdown_grace_ms = 8000\n",
+    )
+    .replace(
+        "[supervisor]\nrestart_backoff_initial_ms = 50\nrestart_backoff_max_ms = 2000\nshutdown_grace_ms = 5000\n",
+        "",
     );
+    // `REVAER_CHAOS_LOG=<file>` keeps everything the daemon and its workers
+    // print, to tell a lost completion from a slow one afterwards.
+    let daemon = match std::env::var_os("REVAER_CHAOS_LOG") {
+        Some(log) => Daemon::start_logged(
+            &bin_dir(),
+            &config,
+            &[("RUST_LOG", "info,revaer_api=debug")],
+            std::path::Path::new(&log),
+        ),
+        None => Daemon::start_with(&bin_dir(), &config),
+    };
     daemon.wait_ok();
     let key = daemon.admin_key();
     let url = daemon.url().unwrap();
@@ -562,16 +574,22 @@ fn workers_killed_at_random_lose_no_acknowledged_write_and_no_event() {
             .and_then(|r| r.json().ok())
             .unwrap_or(Value::Null)
     };
+    // Every finished torrent — the downloads and the seeded one, complete
+    // from the start — has its FsOps job completed (read from the store).
     let deadline = Instant::now() + DEADLINE;
-    for source in &sources {
+    for id in sources
+        .iter()
+        .chain(std::iter::once(&seeded))
+        .map(|s| &s.id)
+    {
         loop {
-            if get(&format!("/v1/torrents/{}", source.id))["fsops_job"]["state"] == "completed" {
+            if get(&format!("/v1/torrents/{id}"))["fsops_job"]["state"] == "completed" {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "{} never reached the library",
-                source.id
+                "{id} never reached the library\n{}",
+                torrent_story(&daemon, &key, id)
             );
             std::thread::sleep(POLL);
         }
@@ -691,14 +709,24 @@ fn workers_killed_at_random_lose_no_acknowledged_write_and_no_event() {
     let mut finished: Vec<&str> = sources.iter().map(|s| s.id.as_str()).collect();
     finished.push(seeded.id.as_str());
     finished.sort_unstable();
-    assert_eq!(
-        completions.keys().copied().collect::<Vec<_>>(),
-        finished,
-        "FsOps completions: {completions:?}"
-    );
+    let odd: Vec<&str> = finished
+        .iter()
+        .copied()
+        .filter(|id| completions.get(id) != Some(&1))
+        .chain(
+            completions
+                .keys()
+                .copied()
+                .filter(|id| !finished.contains(id)),
+        )
+        .collect();
     assert!(
-        completions.values().all(|n| *n == 1),
-        "a FsOps job completed more than once: {completions:?}"
+        odd.is_empty(),
+        "FsOps completions: {completions:?}, expected one each for {finished:?}\n{}",
+        odd.iter()
+            .map(|id| torrent_story(&daemon, &key, id))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 
     let mut daemon = daemon;
@@ -746,6 +774,42 @@ fn workers_killed_at_random_lose_no_acknowledged_write_and_no_event() {
         write_section(&path, "chaos", &section);
     }
     drop(url);
+}
+
+/// What tells a lost completion from a slow one: the torrent's FsOps job
+/// as the store has it (`null`: never recorded) and every event of the log
+/// about the torrent.
+fn torrent_story(daemon: &Daemon, key: &str, id: &str) -> String {
+    let torrent: Value = daemon
+        .url()
+        .and_then(|url| {
+            daemon
+                .client()
+                .get(format!("{url}/v1/torrents/{id}"))
+                .bearer_auth(key)
+                .send()
+                .ok()
+        })
+        .and_then(|r| r.json().ok())
+        .unwrap_or(Value::Null);
+    let head = daemon
+        .health_full()
+        .and_then(|(_, h)| h.event_log_head)
+        .unwrap_or(0);
+    // Called while failing: a replay that fails too must not hide why.
+    let events = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        replay_all(daemon, key, head)
+            .into_iter()
+            .filter(|(_, _, torrent)| torrent == id)
+            .map(|(n, event, _)| format!("{n}:{event}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }))
+    .unwrap_or_else(|_| "unavailable (the replay failed)".to_owned());
+    format!(
+        "{id}: state {}, fsops_job {}; its events (log head {head}): {events}",
+        torrent["state"], torrent["fsops_job"],
+    )
 }
 
 fn get_all(daemon: &Daemon, key: &str) -> BTreeMap<String, Value> {
@@ -835,4 +899,102 @@ fn a_restarted_api_lists_every_torrent() {
         );
     }
     drop(health);
+}
+
+/// The regression behind the chaos failure of `REVAER_CHAOS_SEED=
+/// 1796422633217775753`: a torrent completed while the API could not record
+/// it (there: busy behind a slow disk, then killed; here: frozen, then
+/// killed) never got its FsOps job. The dispatcher only acted on the live
+/// `Completed`, which neither the engine nor a restarted API sends again.
+#[test]
+fn a_completion_the_api_never_recorded_still_gets_its_fsops_job() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let daemon = Daemon::start();
+    let health = daemon.wait_ok();
+    let key = daemon.admin_key();
+    let url = daemon.url().unwrap();
+    let port = daemon.engine(&json!("SessionInfo"))["Session"]["listen_port"]
+        .as_u64()
+        .unwrap();
+    let size = 256 * 1024;
+    let source = Seed::multi_file("unrecorded", &[("a.bin", size)], 0);
+    let (content_type, body) = common::torrent_form(&source.torrent, None);
+    let r = daemon
+        .client()
+        .post(format!("{url}/v1/torrents"))
+        .bearer_auth(&key)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+
+    // The API freezes; the download happens behind its back (the seed
+    // dials Revaer's engine, which has no other peer).
+    let api = Daemon::worker_pid(&health, "api");
+    let api_pid = Pid::from_raw(i32::try_from(api).unwrap());
+    kill(api_pid, Signal::SIGSTOP).unwrap();
+    let seed_id: libtorrent_sys::TorrentId = source.id.parse().unwrap();
+    source
+        .session
+        .connect_peer(&seed_id, format!("127.0.0.1:{port}").parse().unwrap())
+        .unwrap();
+    // Revaer has every piece once the seed sent them all and the two, both
+    // seeds now, parted.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let st = source.session.status(&seed_id).unwrap();
+        if st.total_upload >= i64::try_from(size).unwrap() && st.num_peers == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Revaer never downloaded the torrent: {st:?}"
+        );
+        let _ = source.session.pop_alerts();
+        std::thread::sleep(POLL);
+    }
+    // The API dies without having seen the completion.
+    kill9(api);
+    daemon.wait_health("a new API", |code, h| {
+        code == 200 && h.workers["api"].pid.is_some_and(|p| p != api)
+    });
+
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let torrent: Value = daemon
+            .client()
+            .get(format!(
+                "{}/v1/torrents/{}",
+                daemon.url().unwrap(),
+                source.id
+            ))
+            .bearer_auth(&key)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if torrent["fsops_job"]["state"] == "completed" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the completed torrent never got its FsOps job\n{}",
+            torrent_story(&daemon, &key, &source.id)
+        );
+        std::thread::sleep(POLL);
+    }
+    let head = daemon.health_full().unwrap().1.event_log_head.unwrap();
+    let completions = replay_all(&daemon, &key, head)
+        .into_iter()
+        .filter(|(_, event, torrent)| event == "fsops_completed" && *torrent == source.id)
+        .count();
+    assert_eq!(
+        completions,
+        1,
+        "{}",
+        torrent_story(&daemon, &key, &source.id)
+    );
 }
