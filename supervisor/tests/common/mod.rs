@@ -11,6 +11,8 @@
     clippy::needless_pass_by_value
 )]
 
+pub mod bencode;
+pub mod clients;
 pub mod swarm;
 
 use std::path::{Path, PathBuf};
