@@ -6,11 +6,14 @@
 //! supervisor spawns a worker: a control socketpair as the child's stdin
 //! carries the boot secret. The child binds the socket and answers each
 //! `Envelope<WorkerRequest::Ping>` with a `WorkerResponse::Pong`. The parent
-//! checks the peer uid, runs the handshake, does `WARMUP` then `ROUND_TRIPS`
-//! sequential round trips, then `PIPELINED` requests without waiting for
+//! checks the peer uid, runs the handshake, does `warmup` then `round_trips`
+//! sequential round trips, then `pipelined` requests without waiting for
 //! answers, and prints one line of `key=value` results. Both sides use
 //! current-thread runtimes. Every phase is bounded in count and in time, and
 //! the child is always reaped.
+//!
+//! `--smoke`: a twentieth of the counts, to prove the bench still runs
+//! (`just bench-smoke`, part of `./x test`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,9 +28,24 @@ use revaer_ipc::{
     WorkerResponse,
 };
 
-const WARMUP: u64 = 1_000;
-const ROUND_TRIPS: u64 = 20_000;
-const PIPELINED: u64 = 200_000;
+/// How many messages each phase sends.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    warmup: u64,
+    round_trips: u64,
+    pipelined: u64,
+}
+
+const FULL: Counts = Counts {
+    warmup: 1_000,
+    round_trips: 20_000,
+    pipelined: 200_000,
+};
+const SMOKE: Counts = Counts {
+    warmup: 50,
+    round_trips: 1_000,
+    pipelined: 10_000,
+};
 const RTT_DEADLINE: Duration = Duration::from_secs(60);
 const PIPELINE_DEADLINE: Duration = Duration::from_secs(30);
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,9 +79,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         return Ok(runtime()?.block_on(echo_server(Path::new(path)))?);
     }
+    let counts = match args.get(1..).unwrap_or_default() {
+        [] => FULL,
+        [flag] if flag == "--smoke" => SMOKE,
+        _ => return Err("usage: bench_ipc [--smoke]".into()),
+    };
     let dir = std::env::temp_dir().join(format!("revaer-bench-ipc-{}", std::process::id()));
     ensure_run_dir(&dir)?;
-    let result = runtime()?.block_on(parent(&dir));
+    let result = runtime()?.block_on(parent(&dir, counts));
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -159,7 +182,7 @@ fn reap(mut child: Child) -> std::io::Result<()> {
     child.wait().map(drop)
 }
 
-async fn parent(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+async fn parent(dir: &Path, counts: Counts) -> Result<(), Box<dyn std::error::Error>> {
     let socket: PathBuf = dir.join("echo.sock");
     let secret = BootSecret::generate()?;
     let (control, child_end) = control_pair()?;
@@ -168,7 +191,7 @@ async fn parent(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
         .arg(&socket)
         .stdin(Stdio::from(child_end))
         .spawn()?;
-    let result = measure(control, &socket, &secret).await;
+    let result = measure(control, &socket, &secret, counts).await;
     reap(child)?;
     let line = result?;
     println!("{line}");
@@ -179,7 +202,13 @@ async fn measure(
     control: tokio::net::UnixStream,
     socket: &Path,
     secret: &BootSecret,
+    counts: Counts,
 ) -> Result<String, IpcError> {
+    let Counts {
+        warmup,
+        round_trips,
+        pipelined,
+    } = counts;
     let mut control = Connection::new(control);
     control.send(secret).await?;
     let ready: String = control.recv_timeout(IO_TIMEOUT).await?;
@@ -194,14 +223,14 @@ async fn measure(
 
     // Sequential round trips.
     let mut id = 0u64;
-    for _ in 0..WARMUP {
+    for _ in 0..warmup {
         id += 1;
         conn.send(&ping(id)).await?;
         check_pong(&conn.recv_timeout(IO_TIMEOUT).await?, id)?;
     }
-    let mut rtts_ns: Vec<u64> = Vec::with_capacity(usize::try_from(ROUND_TRIPS).unwrap_or(0));
+    let mut rtts_ns: Vec<u64> = Vec::with_capacity(usize::try_from(round_trips).unwrap_or(0));
     let started = Instant::now();
-    for _ in 0..ROUND_TRIPS {
+    for _ in 0..round_trips {
         if started.elapsed() > RTT_DEADLINE {
             break;
         }
@@ -226,13 +255,13 @@ async fn measure(
     let first = id + 1;
     let t = Instant::now();
     let send_all = async {
-        for i in 0..PIPELINED {
+        for i in 0..pipelined {
             writer.feed(&ping(first + i)).await?;
         }
         writer.flush().await
     };
     let recv_all = async {
-        for i in 0..PIPELINED {
+        for i in 0..pipelined {
             let resp = reader.recv_timeout(IO_TIMEOUT).await?;
             check_pong(&resp, first + i)?;
         }
@@ -247,11 +276,11 @@ async fn measure(
     received?;
     let secs = t.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss)]
-    let msgs_per_s = PIPELINED as f64 / secs;
+    let msgs_per_s = pipelined as f64 / secs;
 
     Ok(format!(
         "ipc_rtt_p50_us={p50:.1} ipc_rtt_p99_us={p99:.1} ipc_rtt_max_us={max:.1} n={} \
-         ipc_pipelined_msgs_per_s={msgs_per_s:.0} pipelined_n={PIPELINED}",
+         ipc_pipelined_msgs_per_s={msgs_per_s:.0} pipelined_n={pipelined}",
         rtts_ns.len()
     ))
 }

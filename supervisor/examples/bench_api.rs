@@ -98,6 +98,12 @@ struct Args {
     /// Where to write the report (default: bench/results/api.md in the workspace).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Smoke run: 100 torrents, 1-second `wrk` runs, 10 SSE subscribers
+    /// for 3 rounds, no waiting for a quiet machine, no repeated runs;
+    /// revaer,ceiling (and qbittorrent when installed) unless `--only`;
+    /// report in a temp file unless `--out`.
+    #[arg(long)]
+    smoke: bool,
 
     /// Internal: run as the ceiling server, answering with this file.
     #[arg(long, hide = true)]
@@ -123,6 +129,9 @@ impl Args {
     /// `just bench-api` with the options that differ from the defaults.
     fn command_line(&self) -> String {
         let mut line = "just bench-api".to_owned();
+        if self.smoke {
+            line.push_str(" --smoke");
+        }
         let defaults = Self::parse_from(["bench_api"]);
         let mut opt = |name: &str, value: String, default: String| {
             if value != default {
@@ -179,7 +188,22 @@ impl Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.smoke && args.ceiling_body.is_none() {
+        util::set_smoke();
+        args.torrents = 100;
+        args.duration = 1;
+        args.qbt_duration = 1;
+        args.subscribers = 10;
+        args.sse_rounds = 3;
+        args.concurrency = 4;
+        if args.only.is_empty() {
+            args.only = vec!["revaer".to_owned(), "ceiling".to_owned()];
+            if util::on_path("qbittorrent-nox") {
+                args.only.push("qbittorrent".to_owned());
+            }
+        }
+    }
     let result = match &args.ceiling_body {
         Some(body) => ceiling::serve(body),
         None => bench(&args),
@@ -280,7 +304,7 @@ fn measure(
         if best.as_ref().is_none_or(|(b, _)| interference < *b) {
             best = Some((interference, measured));
         }
-        if interference <= MAX_INTERFERENCE || util::stop_requested() {
+        if interference <= MAX_INTERFERENCE || util::stop_requested() || util::smoke() {
             break;
         }
     }
@@ -647,6 +671,7 @@ fn bench(args: &Args) -> Result<(), BoxError> {
     let bin_dir = support::release_dir().map_err(|e| e.to_string())?;
     let out_path = match &args.out {
         Some(p) => p.clone(),
+        None if args.smoke => support::smoke_report("api.md").map_err(|e| e.to_string())?,
         None => util::workspace_root()?.join("bench/results/api.md"),
     };
     let started_utc = command_output("date", &["-u", "+%Y-%m-%d %H:%M"])
@@ -732,6 +757,7 @@ fn bench(args: &Args) -> Result<(), BoxError> {
         nofile,
         priority,
         wrk_version: wrk_version(),
+        smoke: args.smoke,
     };
     let text = report::render(&meta, revaer.as_ref(), ceiling.as_ref(), qbt.as_ref());
     if let Some(dir) = out_path.parent() {

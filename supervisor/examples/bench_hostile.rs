@@ -20,6 +20,11 @@
 //! rest of the file alone. Everything is on 127.0.0.1; every loop is
 //! bounded in count and time; the daemon is stopped and reaped on error or
 //! Ctrl-C too.
+//!
+//! `--smoke`: 50 idle connections, 10 SSE clients, 10 slowloris
+//! connections, 2-second holds, the section written to a temp file (or
+//! `--out`): proves the bench still runs (`just bench-smoke`, part of
+//! `./x test`).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -64,6 +69,10 @@ struct Args {
     /// Where to write the report (default: bench/results/reliability.md in the workspace).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Smoke run: 50 idle, 10 SSE, 10 slowloris, 2 s holds, 1 s baseline;
+    /// report in a temp file unless `--out`.
+    #[arg(long)]
+    smoke: bool,
 }
 
 /// `revaer.toml` of the bench: loopback only, no DHT/LSD/UPnP/NAT-PMP, and
@@ -83,7 +92,14 @@ const START_MARK: &str = "<!-- hostile:start -->";
 const END_MARK: &str = "<!-- hostile:end -->";
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.smoke {
+        args.idle = 50;
+        args.sse = 10;
+        args.slowloris = 10;
+        args.hold = 2;
+        args.baseline = 1;
+    }
     util::run_bench("bench-hostile", || bench(&args))
 }
 
@@ -114,6 +130,7 @@ fn bench(args: &Args) -> Result<(), BoxError> {
         machine: util::machine_facts(),
         revision: util::revision(&root),
         load: util::load_average(),
+        smoke: args.smoke,
         ..Report::default()
     };
     let probe = Probe::start(&target, "baseline");
@@ -127,10 +144,11 @@ fn bench(args: &Args) -> Result<(), BoxError> {
     report.api_restarts = api_restarts(&target);
     let mut target = target;
     target.proc.stop()?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| root.join("bench/results/reliability.md"));
+    let out = match &args.out {
+        Some(p) => p.clone(),
+        None if args.smoke => support::smoke_report("reliability.md").map_err(|e| e.to_string())?,
+        None => root.join("bench/results/reliability.md"),
+    };
     util::write_section(&out, START_MARK, END_MARK, &report.render())?;
     eprintln!("bench-hostile: wrote {}", out.display());
     Ok(())
@@ -178,17 +196,9 @@ fn start(bin_dir: &Path, work: &Path) -> Result<Target, BoxError> {
         .as_u64()
         .and_then(|p| u32::try_from(p).ok())
         .ok_or_else(|| format!("no API pid in /health/full: {health}"))?;
-    let key = poll_until(
-        "the bootstrap admin key",
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        || {
-            Ok(std::fs::read_to_string(data.join("bootstrap-admin.key"))
-                .ok()
-                .map(|k| k.trim().to_owned())
-                .filter(|k| !k.is_empty()))
-        },
-    )?;
+    // Read once the API accepts it (the file may appear a moment before).
+    let key = support::admin_key(&http, &url, &data, Duration::from_secs(30))
+        .map_err(|e| format!("{e}{}", proc.log_tail()))?;
     let addr: SocketAddr = url
         .strip_prefix("http://")
         .ok_or("API URL is not http://")?
@@ -875,6 +885,8 @@ struct Report {
     final_rss_kib: u64,
     final_metrics: Vec<(String, f64)>,
     api_restarts: Option<u64>,
+    /// A `--smoke` run.
+    smoke: bool,
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -904,6 +916,17 @@ impl Report {
             "Command: `{}` · revision {} · {} · load average before: {}\n",
             self.command, self.revision, self.machine, self.load
         );
+        if self.smoke {
+            let _ = writeln!(
+                s,
+                "**Smoke run** ({} build): it proves the bench runs; its figures measure nothing.\n",
+                if cfg!(debug_assertions) {
+                    "debug"
+                } else {
+                    "release"
+                }
+            );
+        }
         let _ = writeln!(
             s,
             "A release `revaerd` on 127.0.0.1; limits from `api/src/server.rs` (4096 connections, 10 s header/idle timeout, 32 KiB head, body ≥ 1 KiB/s after 5 s). \
@@ -1060,6 +1083,9 @@ fn raise_nofile(want: u64) -> Result<u64, BoxError> {
 
 fn command_line(args: &Args) -> String {
     let mut cmd = "just bench-hostile".to_owned();
+    if args.smoke {
+        cmd.push_str(" --smoke");
+    }
     let _ = write!(
         cmd,
         " --idle {} --sse {} --slowloris {} --hold {} --baseline {}",

@@ -2,16 +2,21 @@
 //! `kill -9`ed and how fast it is `ok` again, measured against the real
 //! release binaries. Also measures cold start to healthy.
 //!
-//! Polls `/health/full` in a tight loop (about every millisecond) over one
-//! keep-alive connection, so the figures include the poll granularity.
-//! Prints a summary and writes `bench/results/recovery.md`.
+//! Polls `/health/full` (no key: loopback) in a tight loop (about every
+//! millisecond), one connection per poll, so the figures include the poll
+//! granularity. Prints a summary and writes `bench/results/recovery.md`.
+//!
+//! `--smoke`: 1 round, the report in a temp file (or `--out`): proves the
+//! bench still runs (`just bench-smoke`, part of `./x test`).
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use clap::Parser;
 
 #[path = "support/mod.rs"]
 mod support;
@@ -20,13 +25,34 @@ use support::{BoxError, Daemon, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
+#[derive(Debug, Parser)]
+#[command(about = "Time from `kill -9` of a worker to degraded health and back to ok")]
+struct Args {
+    /// Kills per worker.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    rounds: u32,
+    /// Smoke run: 1 round, report in a temp file unless `--out`.
+    #[arg(long)]
+    smoke: bool,
+    /// Where to write the report (default: bench/results/recovery.md).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
 fn main() -> Result<(), BoxError> {
-    let rounds: usize = std::env::args()
-        .skip_while(|a| a != "--rounds")
-        .nth(1)
-        .map_or(Ok(20), |r| r.parse())?
-        .clamp(1, 1000);
-    let data = std::env::temp_dir().join(format!("revaer-bench-recovery-{}", std::process::id()));
+    let mut args = Args::parse();
+    if args.smoke {
+        args.rounds = 1;
+    }
+    let rounds = args.rounds;
+    let root = support::workspace_root()?;
+    let out = match (&args.out, args.smoke) {
+        (Some(p), _) => p.clone(),
+        (None, true) => support::smoke_report("recovery.md")?,
+        (None, false) => root.join("bench/results/recovery.md"),
+    };
+    let work = std::env::temp_dir().join(format!("revaer-bench-recovery-{}", std::process::id()));
+    let data = work.join("data");
     std::fs::create_dir_all(&data)?;
     std::fs::write(
         data.join("revaer.toml"),
@@ -34,7 +60,8 @@ fn main() -> Result<(), BoxError> {
     )?;
 
     let started = Instant::now();
-    let mut daemon = Daemon::start(&data)?;
+    let mut daemon =
+        Daemon::start_logged(&support::release_dir()?, &data, &work.join("revaerd.log"))?;
     let addr = wait_for(DEADLINE, Duration::from_millis(1), || api_addr(&data))?;
     wait_for(DEADLINE, Duration::from_millis(1), || {
         health(&addr).filter(|(code, _)| *code == 200)
@@ -67,10 +94,22 @@ fn main() -> Result<(), BoxError> {
         results.push((worker, summarize(&mut to_degraded), summarize(&mut to_ok)));
     }
     daemon.stop();
-    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&work);
 
+    let command = if args.smoke {
+        "`bench_recovery --smoke` (from `just bench-smoke`: a smoke run, not a measurement)"
+            .to_owned()
+    } else {
+        format!("`just bench-recovery {rounds}`")
+    };
     let mut report = format!(
-        "# Recovery benchmark\n\nCommand: `just bench-recovery {rounds}` (release binaries, restart_backoff_initial_ms = 100).\n\nCold start to `/health/full` ok: {:.1} ms\n\n| worker | kill → degraded p50 | p99 | max | kill → ok p50 | p99 | max |\n|---|---|---|---|---|---|---|\n",
+        "# Recovery benchmark\n\nCommand: {command} ({} binaries, restart_backoff_initial_ms = 100); commit {}.\n\nCold start to `/health/full` ok: {:.1} ms\n\n| worker | kill → degraded p50 | p99 | max | kill → ok p50 | p99 | max |\n|---|---|---|---|---|---|---|\n",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        support::revision(&root),
         ms(cold_start)
     );
     for (worker, d, o) in &results {
@@ -81,8 +120,11 @@ fn main() -> Result<(), BoxError> {
         );
     }
     println!("{report}");
-    std::fs::create_dir_all("bench/results")?;
-    std::fs::write("bench/results/recovery.md", &report)?;
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, &report)?;
+    eprintln!("bench-recovery: wrote {}", out.display());
     Ok(())
 }
 

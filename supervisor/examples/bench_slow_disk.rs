@@ -24,6 +24,12 @@
 //! 127.0.0.1; every loop is bounded in count and time; the daemon is
 //! stopped and reaped and the filesystem, loop device and cgroup are
 //! removed on error or Ctrl-C too.
+//!
+//! `--smoke`: 64 MiB, 64 MiB/s, 10 torrents, 2-second phases, the section
+//! written to a temp file (or `--out`): proves the bench still runs
+//! (`just bench-smoke`, part of `./x test`). Where the slow disk cannot be
+//! made (not root, no loop device, no cgroup v1 blkio controller) a smoke
+//! run says so and goes on without it: a plain directory, no throttle.
 
 #[path = "bench_api/revaer.rs"]
 #[allow(dead_code)]
@@ -80,6 +86,11 @@ struct Args {
     /// Where to write the report (default: bench/results/reliability.md in the workspace).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Smoke run: 64 MiB at 64 MiB/s, 10 torrents, 2 s phases; without
+    /// root, a loop device or blkio it goes on unthrottled on a plain
+    /// directory; report in a temp file unless `--out`.
+    #[arg(long)]
+    smoke: bool,
 }
 
 /// `revaer.toml` of the bench: loopback only, no DHT/LSD/UPnP/NAT-PMP, TCP
@@ -105,12 +116,21 @@ const END_MARK: &str = "<!-- slowdisk:end -->";
 const MIB: u64 = 1024 * 1024;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.smoke {
+        args.size_mib = 64;
+        args.throttle_mib = 64;
+        args.torrents = 10;
+        args.baseline = 2;
+        args.duration = 2;
+        args.connections = 2;
+    }
     util::run_bench("bench-slow-disk", || bench(&args))
 }
 
 fn bench(args: &Args) -> Result<(), BoxError> {
-    if !nix::unistd::geteuid().is_root() {
+    let is_root = nix::unistd::geteuid().is_root();
+    if !is_root && !args.smoke {
         return Err(
             "needs root: it makes a loop device, mounts it and throttles it with a blkio cgroup"
                 .into(),
@@ -130,34 +150,26 @@ fn bench(args: &Args) -> Result<(), BoxError> {
         size_mib: args.size_mib,
         torrents: args.torrents,
         connections: args.connections,
+        smoke: args.smoke,
         ..Report::default()
     };
 
-    // Room for the content, its copy, the state and ext4's own overhead.
-    let disk = SlowDisk::create(work.path(), (2 * args.size_mib + 1024) * MIB)?;
-    let cgroup = Blkio::create()?;
-    eprintln!(
-        "bench-slow-disk: {} ({}) mounted on {}, cgroup {}",
-        disk.device,
-        disk.major_minor,
-        disk.mount.display(),
-        cgroup.dir.display()
-    );
-    let data = disk.mount.join("data");
+    let (disk, cgroup) = slow_disk(args, is_root, work.path(), &mut report.skipped)?;
+    let data = disk
+        .as_ref()
+        .map_or_else(|| work.path().join("data"), |d| d.mount.join("data"));
     let mut revaer = Revaer::start_with(
         &bin_dir,
         &data,
         &work.path().join("revaerd.log"),
         CONFIG,
-        Some(&cgroup.dir.join("cgroup.procs")),
+        cgroup
+            .as_ref()
+            .map(|c| c.dir.join("cgroup.procs"))
+            .as_deref(),
     )?;
-    let in_cgroup = cgroup.members();
-    let tree = revaer.pids();
-    if !tree.iter().all(|p| in_cgroup.contains(p)) {
-        return Err(format!(
-            "not every Revaer process is in the cgroup: {tree:?} vs {in_cgroup:?}"
-        )
-        .into());
+    if let Some(cgroup) = &cgroup {
+        cgroup.check_holds(&revaer)?;
     }
     eprintln!(
         "bench-slow-disk: revaerd up at {}, loading {} torrents",
@@ -178,7 +190,10 @@ fn bench(args: &Args) -> Result<(), BoxError> {
     let torrent = write_content(&content, args.size_mib)?;
     util::command_output("sync", &[])?;
 
-    cgroup.limit(&disk.major_minor, args.throttle_mib * MIB)?;
+    let throttled = disk.as_ref().zip(cgroup.as_ref());
+    if let Some((disk, cgroup)) = throttled {
+        cgroup.limit(&disk.major_minor, args.throttle_mib * MIB)?;
+    }
     report.baseline = Some(measure(
         &revaer,
         args,
@@ -195,20 +210,22 @@ fn bench(args: &Args) -> Result<(), BoxError> {
             torrent: &torrent,
             content: &content,
             victim: &victim,
-            disk: &disk,
-            cgroup: &cgroup,
+            throttled,
             out_dir: work.path(),
         },
         &mut report,
     )?;
-    cgroup.limit(&disk.major_minor, 0)?;
+    if let Some((disk, cgroup)) = throttled {
+        cgroup.limit(&disk.major_minor, 0)?;
+    }
     revaer.proc.stop()?;
     drop(revaer);
 
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| root.join("bench/results/reliability.md"));
+    let out = match &args.out {
+        Some(p) => p.clone(),
+        None if args.smoke => support::smoke_report("reliability.md").map_err(|e| e.to_string())?,
+        None => root.join("bench/results/reliability.md"),
+    };
     util::write_section(&out, START_MARK, END_MARK, &report.render())?;
     eprintln!("bench-slow-disk: wrote {}", out.display());
     drop(cgroup);
@@ -216,14 +233,90 @@ fn bench(args: &Args) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// The loop device and the blkio group throttling it, or why a smoke run
+/// goes on without them (pushed to `skipped`, and printed).
+fn slow_disk(
+    args: &Args,
+    is_root: bool,
+    work: &Path,
+    skipped: &mut Vec<String>,
+) -> Result<(Option<SlowDisk>, Option<Blkio>), BoxError> {
+    let made = make_slow_disk(args, is_root, work, skipped);
+    for why in skipped.iter() {
+        eprintln!("bench-slow-disk: smoke run without the slow disk: {why}");
+    }
+    made
+}
+
+fn make_slow_disk(
+    args: &Args,
+    is_root: bool,
+    work: &Path,
+    skipped: &mut Vec<String>,
+) -> Result<(Option<SlowDisk>, Option<Blkio>), BoxError> {
+    if !is_root {
+        skipped.push(
+            "not root, so no loop device, mount or blkio cgroup: the data dir is a plain \
+             directory and nothing is throttled"
+                .to_owned(),
+        );
+        return Ok((None, None));
+    }
+    // Room for the content, its copy, the state and ext4's own overhead.
+    let disk = match SlowDisk::create(work, (2 * args.size_mib + 1024) * MIB) {
+        Ok(disk) => disk,
+        Err(e) if args.smoke => {
+            skipped.push(format!(
+                "no loop device ({e}): the data dir is a plain directory and nothing is throttled"
+            ));
+            return Ok((None, None));
+        }
+        Err(e) => return Err(e),
+    };
+    let cgroup = match Blkio::create() {
+        Ok(cgroup) => cgroup,
+        Err(e) if args.smoke => {
+            skipped.push(format!(
+                "{e}: the data dir is on the loop device, but nothing is throttled"
+            ));
+            eprintln!(
+                "bench-slow-disk: {} ({}) mounted on {}, no cgroup",
+                disk.device,
+                disk.major_minor,
+                disk.mount.display()
+            );
+            return Ok((Some(disk), None));
+        }
+        Err(e) => return Err(e),
+    };
+    eprintln!(
+        "bench-slow-disk: {} ({}) mounted on {}, cgroup {}",
+        disk.device,
+        disk.major_minor,
+        disk.mount.display(),
+        cgroup.dir.display()
+    );
+    Ok((Some(disk), Some(cgroup)))
+}
+
 /// What the copy phase works on.
 struct Copy<'a> {
     torrent: &'a [u8],
     content: &'a Path,
     victim: &'a str,
-    disk: &'a SlowDisk,
-    cgroup: &'a Blkio,
+    /// The loop device and its blkio group (none in a smoke run that could
+    /// not make them).
+    throttled: Option<(&'a SlowDisk, &'a Blkio)>,
     out_dir: &'a Path,
+}
+
+impl Copy<'_> {
+    /// Bytes read and written on the loop device by the group so far.
+    fn service_bytes(&self) -> (u64, u64) {
+        self.throttled.map_or((0, 0), |(disk, cgroup)| {
+            cgroup.service_bytes(&disk.major_minor)
+        })
+    }
 }
 
 /// Adds the large torrent, waits for FsOps to start copying it, measures
@@ -236,22 +329,34 @@ fn copy_phase(
 ) -> Result<(), BoxError> {
     let id = add(revaer, copy.torrent)?;
     eprintln!("bench-slow-disk: added {id}; waiting for FsOps to start copying");
+    // Small and unthrottled, or small enough to fit the page cache (a smoke
+    // run), the copy may be over before a poll sees it running.
+    let may_be_over = args.smoke || copy.throttled.is_none();
+    let start_deadline = Duration::from_secs(if args.smoke { 120 } else { 600 });
+    let mut last = Value::Null;
     poll_until(
         "FsOps to start copying",
-        Duration::from_secs(600),
+        start_deadline,
         Duration::from_millis(50),
         || {
             revaer.proc.check_alive()?;
             let job = fsops_job(revaer, &id)?;
-            Ok((job["state"] == "running" && job["step"] == "transfer").then_some(()))
+            if job["state"] == "failed" {
+                return Err(format!("the FsOps job failed: {job}").into());
+            }
+            let started = (job["state"] == "running" && job["step"] == "transfer")
+                || (may_be_over && job["state"] == "completed");
+            last = job;
+            Ok(started.then_some(()))
         },
-    )?;
+    )
+    .map_err(|e| format!("{e}; last fsops_job: {last}"))?;
     let copy_started = Instant::now();
     // The content is still in the page cache from the check: evict it so
     // the copy reads the throttled device (the rest of the cache, the
     // state database's included, stays as a running system would have it).
     evict(copy.content)?;
-    let io_before = copy.cgroup.service_bytes(&copy.disk.major_minor);
+    let io_before = copy.service_bytes();
     let mut phase = measure(
         revaer,
         args,
@@ -263,7 +368,8 @@ fn copy_phase(
     let job = fsops_job(revaer, &id)?;
     phase.copy_running_at_end = job["state"] == "running" && job["step"] == "transfer";
     report.copy = Some(phase);
-    let deadline = Duration::from_secs(args.size_mib * 4 / args.throttle_mib + 600);
+    let slack = if args.smoke { 60 } else { 600 };
+    let deadline = Duration::from_secs(args.size_mib * 4 / args.throttle_mib + slack);
     let job = poll_until(
         "the copy to finish",
         deadline,
@@ -279,7 +385,7 @@ fn copy_phase(
         },
     )?;
     report.copy_seconds = copy_started.elapsed().as_secs_f64();
-    let io_after = copy.cgroup.service_bytes(&copy.disk.major_minor);
+    let io_after = copy.service_bytes();
     report.io_read = io_after.0.saturating_sub(io_before.0);
     report.io_write = io_after.1.saturating_sub(io_before.1);
     report.job_attempts = job["attempts"].as_u64().unwrap_or(0);
@@ -404,6 +510,20 @@ impl Blkio {
                 .sum()
         };
         (field("Read"), field("Write"))
+    }
+
+    /// Fails unless every process of `revaer` is in the group.
+    fn check_holds(&self, revaer: &Revaer) -> Result<(), BoxError> {
+        let in_cgroup = self.members();
+        let tree = revaer.pids();
+        if tree.iter().all(|p| in_cgroup.contains(p)) {
+            Ok(())
+        } else {
+            Err(
+                format!("not every Revaer process is in the cgroup: {tree:?} vs {in_cgroup:?}")
+                    .into(),
+            )
+        }
     }
 
     fn members(&self) -> Vec<u32> {
@@ -702,6 +822,10 @@ struct Report {
     job_attempts: u64,
     restarts: Option<u64>,
     events_dropped: Option<u64>,
+    /// A `--smoke` run.
+    smoke: bool,
+    /// What a smoke run went on without, and why.
+    skipped: Vec<String>,
 }
 
 impl Report {
@@ -713,6 +837,21 @@ impl Report {
             "Command: `{}` · revision {} · {} · load average before: {}\n",
             self.command, self.revision, self.machine, self.load
         );
+        if self.smoke {
+            let _ = write!(
+                s,
+                "**Smoke run** ({} build): it proves the bench runs; its figures measure nothing.",
+                if cfg!(debug_assertions) {
+                    "debug"
+                } else {
+                    "release"
+                }
+            );
+            for why in &self.skipped {
+                let _ = write!(s, " Went on without the slow disk: {why}.");
+            }
+            s.push_str("\n\n");
+        }
         let _ = writeln!(
             s,
             "The whole data dir (state and event log, downloads, library) on an ext4 loop device \
@@ -787,6 +926,9 @@ impl Report {
 }
 
 fn command_line(args: &Args) -> String {
+    if args.smoke {
+        return "just bench-slow-disk --smoke".to_owned();
+    }
     format!(
         "just bench-slow-disk --size-mib {} --throttle-mib {} --torrents {} --baseline {} --duration {} --connections {}",
         args.size_mib,

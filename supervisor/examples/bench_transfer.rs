@@ -19,8 +19,17 @@
 //! completion. Every wait is a poll with a deadline; every child is stopped
 //! and reaped, the namespace deleted, also on error or Ctrl-C.
 //!
+//! Revaer's requests carry its bootstrap admin key (`Authorization:
+//! Bearer`), read from `<data>/bootstrap-admin.key` once the API accepts it.
+//!
 //! Writes `bench/results/transfer.md`, whose last line is
 //! `ratio revaer/bare=X.XX revaer/qbittorrent=Y.YY`.
+//!
+//! `--smoke`: 16 MiB, one run each of bare libtorrent, Revaer, aria2c and
+//! qbittorrent-nox (the last two when installed; Transmission only if named
+//! in `--only`: its 10-second rechoke pulse makes every run ≥ 11 s), the
+//! report in a temp file (or `--out`): proves the bench still runs
+//! (`just bench-smoke`, part of `./x test`).
 
 #[path = "bench_transfer/clients.rs"]
 mod clients;
@@ -30,6 +39,8 @@ mod netns;
 mod report;
 #[path = "bench_transfer/seed.rs"]
 mod seed;
+#[path = "support/mod.rs"]
+mod support;
 #[path = "bench_transfer/util.rs"]
 mod util;
 
@@ -66,6 +77,10 @@ struct Args {
     /// Where to write the report (default: bench/results/transfer.md in the workspace).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Smoke run: 16 MiB, 1 run, bare,revaer,qbittorrent,aria2 unless
+    /// `--only`, report in a temp file unless `--out`.
+    #[arg(long)]
+    smoke: bool,
 
     /// Internal: run as the bare libtorrent downloader (a).
     #[arg(long, hide = true)]
@@ -79,7 +94,16 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.smoke && !args.bare_download {
+        args.runs = 1;
+        args.size_mib = 16;
+        if args.only.is_empty() {
+            args.only = ["bare", "revaer", "qbittorrent", "aria2"]
+                .map(str::to_owned)
+                .to_vec();
+        }
+    }
     let result = if args.bare_download {
         bare_child(&args)
     } else {
@@ -122,15 +146,15 @@ fn selected(args: &Args) -> Result<Vec<Downloader>, BoxError> {
 }
 
 fn workspace_root() -> Result<PathBuf, BoxError> {
-    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .ok_or("no workspace root")?
-        .to_path_buf())
+    support::workspace_root().map_err(|e| e.to_string().into())
 }
 
 /// `just bench-transfer` with the options that differ from the defaults.
 fn command_line(args: &Args) -> String {
     let mut line = "just bench-transfer".to_owned();
+    if args.smoke {
+        line.push_str(" --smoke");
+    }
     if args.runs != 3 {
         let _ = write!(line, " --runs {}", args.runs);
     }
@@ -169,6 +193,7 @@ fn bench(args: &Args) -> Result<(), BoxError> {
         .to_path_buf();
     let out_path = match &args.out {
         Some(p) => p.clone(),
+        None if args.smoke => support::smoke_report("transfer.md").map_err(|e| e.to_string())?,
         None => workspace_root()?.join("bench/results/transfer.md"),
     };
     let meta_base = machine_facts();
@@ -315,6 +340,12 @@ fn bench(args: &Args) -> Result<(), BoxError> {
     let meta = Meta {
         command: command_line(args),
         revision: revision(),
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        smoke: args.smoke,
         machine: meta_base,
         load_before,
         load_after: load_average(),
@@ -449,41 +480,12 @@ fn machine_facts() -> String {
     )
 }
 
-/// The commit measured, and whether the working tree differs from it —
-/// apart from this bench's own files (this program, the `justfile`, the
-/// report).
+/// The commit measured (`+dirty` and the changed paths when the working
+/// tree differs from it).
 fn revision() -> String {
-    let Ok(root) = workspace_root().map(|p| p.display().to_string()) else {
-        return "(unknown revision)".to_owned();
-    };
-    let Ok(head) = command_output("git", &["-C", &root, "rev-parse", "--short=7", "HEAD"]) else {
-        return "(unknown revision)".to_owned();
-    };
-    let changed = command_output(
-        "git",
-        &[
-            "-C",
-            &root,
-            "status",
-            "--porcelain",
-            "--",
-            ".",
-            ":(exclude)supervisor/examples/bench_transfer.rs",
-            ":(exclude)supervisor/examples/bench_transfer",
-            ":(exclude)justfile",
-            ":(exclude)bench/results",
-        ],
-    )
-    .unwrap_or_default();
-    let changed: Vec<&str> = changed.lines().filter_map(|l| l.get(3..)).collect();
-    if changed.is_empty() {
-        format!("commit {}", head.trim())
-    } else {
-        format!(
-            "commit {} with uncommitted changes to {}",
-            head.trim(),
-            changed.join(", ")
-        )
+    match support::workspace_root() {
+        Ok(root) => format!("commit {}", support::revision(&root)),
+        Err(_) => "(unknown revision)".to_owned(),
     }
 }
 

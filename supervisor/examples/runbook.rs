@@ -11,6 +11,10 @@
 //! wait is a bounded poll for an observable condition. Writes
 //! `docs/runbook-results/`: `summary.md`, `health-*.json`, `metrics-*.txt`
 //! and `revaerd.log` (the daemon's stderr, checked to hold no API key).
+//!
+//! `--smoke`: the same scenario with the results in a temp dir (or
+//! `--out <dir>`) instead of `docs/runbook-results/`: proves the runbook
+//! still runs (`just bench-smoke`, part of `./x test`).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -29,17 +33,38 @@ mod ops;
 #[path = "runbook/scenario.rs"]
 mod scenario;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use clap::Parser;
 
 use support::BoxError;
 
+#[derive(Debug, Parser)]
+#[command(about = "The operator runbook (docs/runbook.md) executed end to end")]
+struct Args {
+    /// Smoke run: results in a temp dir unless `--out`.
+    #[arg(long)]
+    smoke: bool,
+    /// Where to write the results (default: docs/runbook-results/; its
+    /// content is replaced).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
 fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or("no workspace root")?
         .to_path_buf();
-    let results = root.join("docs/runbook-results");
+    let results = match (&args.out, args.smoke) {
+        (Some(dir), _) => dir.clone(),
+        (None, true) => {
+            std::env::temp_dir().join(format!("revaer-bench-smoke/runbook-{}", std::process::id()))
+        }
+        (None, false) => root.join("docs/runbook-results"),
+    };
     let _ = std::fs::remove_dir_all(&results);
     std::fs::create_dir_all(&results)?;
     let work = std::env::temp_dir().join(format!("revaer-runbook-{}", std::process::id()));
@@ -48,7 +73,7 @@ fn main() -> Result<(), BoxError> {
 
     let started_at = utc_now();
     let started = Instant::now();
-    let mut ops = ops::Ops::new(support::release_dir()?, work.join("data"), results)?;
+    let mut ops = ops::Ops::new(support::release_dir()?, work.join("data"), results.clone())?;
     let outcome = scenario::run(&mut ops, &work);
     // Whatever happened, the daemon is stopped before the log is checked.
     if ops.daemon.is_some() {
@@ -63,13 +88,14 @@ fn main() -> Result<(), BoxError> {
     ops.write_summary(&started_at, total, &revision(&root), &extra)?;
     let _ = std::fs::remove_dir_all(&work);
     eprintln!(
-        "runbook: {} in {:.1} s; results in docs/runbook-results/",
+        "runbook: {} in {:.1} s; results in {}",
         if outcome.is_ok() && leak.is_ok() {
             "passed"
         } else {
             "FAILED"
         },
-        total.as_secs_f64()
+        total.as_secs_f64(),
+        results.display()
     );
     outcome?;
     leak.map(|_| ())

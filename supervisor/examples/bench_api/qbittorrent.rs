@@ -239,7 +239,7 @@ pub fn run(
         if best.as_ref().is_none_or(|(b, ..)| interference < *b) {
             best = Some((interference, run, cpu, other));
         }
-        if interference <= crate::MAX_INTERFERENCE || util::stop_requested() {
+        if interference <= crate::MAX_INTERFERENCE || util::stop_requested() || util::smoke() {
             break;
         }
         proc.check_alive()?;

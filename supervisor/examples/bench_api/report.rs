@@ -77,6 +77,8 @@ pub struct Meta {
     /// How the bench raised its scheduling priority, if it did.
     pub priority: String,
     pub wrk_version: String,
+    /// A `--smoke` run.
+    pub smoke: bool,
 }
 
 fn kib_total(samples: &[RssSample]) -> u64 {
@@ -204,6 +206,17 @@ pub fn render(
         "Written by `{}` ({}), {} UTC, {}. Not part of CI.\n",
         meta.command, meta.revision, meta.started_utc, meta.machine
     );
+    if meta.smoke {
+        let _ = writeln!(
+            out,
+            "**Smoke run** ({} build, no waiting for a quiet machine): it proves the bench runs; its figures measure nothing.\n",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+        );
+    }
     let _ = writeln!(
         out,
         "Load average before {}, after {}. Whole run {:.0} s. {}; it shares the same CPUs as the servers it measures. Each `wrk` run waits (up to 60 s) for the machine to be below 0.2 busy CPUs; the CPU seconds of every process during each run are in the notes (\"other processes\": whatever else ran on this shared machine meanwhile, from `/proc/stat`; \"interrupts\": irq + softirq time, on loopback mostly the kernel delivering the packets). A run during which other processes used more than a quarter of a CPU is repeated (at most 3 runs) and the least disturbed one kept.\n",

@@ -86,18 +86,11 @@ impl Revaer {
                     .is_ok_and(|r| r.status().as_u16() == 200);
                 Ok(ok.then_some(url))
             },
-        )?;
-        let admin = poll_until(
-            "the bootstrap admin key",
-            Duration::from_secs(10),
-            Duration::from_millis(20),
-            || {
-                Ok(std::fs::read_to_string(data.join("bootstrap-admin.key"))
-                    .ok()
-                    .map(|k| k.trim().to_owned())
-                    .filter(|k| !k.is_empty()))
-            },
-        )?;
+        )
+        .map_err(|e| format!("{e}{}", proc.log_tail()))?;
+        // Read once the API accepts it (the file may appear a moment before).
+        let admin = crate::support::admin_key(&http, &url, data, Duration::from_secs(30))
+            .map_err(|e| format!("{e}{}", proc.log_tail()))?;
         let resp = http
             .post(format!("{url}/v1/keys"))
             .bearer_auth(&admin)

@@ -321,14 +321,26 @@ pub fn bare_child(
 
 // -------------------------------------------------------------- (b) Revaer
 
-/// Starts `revaerd` on `data` and waits for `/health/full` to answer 200:
-/// the daemon, its API URL and the health document.
-fn start_revaerd(ctx: &Ctx, dir: &Path, data: &Path) -> Result<(Proc, String, Value), BoxError> {
+/// A running `revaerd` and what the bench needs to talk to it.
+struct Revaerd {
+    proc: Proc,
+    url: String,
+    /// `/health/full` once it answered 200.
+    health: Value,
+    /// The bootstrap admin key, once the API accepts it.
+    key: String,
+}
+
+/// Starts `revaerd` on `data`, waits for `/health/full` to answer 200 and
+/// for the bootstrap admin key to work.
+fn start_revaerd(ctx: &Ctx, dir: &Path, data: &Path) -> Result<Revaerd, BoxError> {
     std::fs::create_dir_all(data)?;
-    // The e2e tests' loopback engine config; everything else at defaults.
+    // The e2e tests' loopback engine config, and a default rate far above
+    // the bench's polls (the bootstrap key has no rate of its own);
+    // everything else at defaults.
     std::fs::write(
         data.join("revaer.toml"),
-        "[api]\nlisten = \"127.0.0.1:0\"\n\n[engine]\nlisten_interfaces = \"127.0.0.1:0\"\nenable_dht = false\nenable_lsd = false\nenable_upnp = false\nenable_natpmp = false\nenable_utp = false\n",
+        "[api]\nlisten = \"127.0.0.1:0\"\ndefault_rate_per_minute = 1000000\n\n[engine]\nlisten_interfaces = \"127.0.0.1:0\"\nenable_dht = false\nenable_lsd = false\nenable_upnp = false\nenable_natpmp = false\nenable_utp = false\n",
     )?;
     let mut cmd = Command::new(ctx.bin_dir.join("revaerd"));
     cmd.arg("--data-dir")
@@ -354,6 +366,7 @@ fn start_revaerd(ctx: &Ctx, dir: &Path, data: &Path) -> Result<(Proc, String, Va
             if url.is_empty() {
                 return Ok(None);
             }
+            // No key needed from loopback.
             let Ok(resp) = ctx.http.get(format!("{url}/health/full")).send() else {
                 return Ok(None);
             };
@@ -363,15 +376,23 @@ fn start_revaerd(ctx: &Ctx, dir: &Path, data: &Path) -> Result<(Proc, String, Va
             Ok(resp.json::<Value>().ok().map(|body| (url, body)))
         },
     )?;
-    Ok((proc, url, health))
+    let key = crate::support::admin_key(&ctx.http, &url, data, READY_TIMEOUT)
+        .map_err(|e| format!("{e}{}", proc.log_tail()))?;
+    Ok(Revaerd {
+        proc,
+        url,
+        health,
+        key,
+    })
 }
 
 /// What the engine's libtorrent session reports about itself
 /// (`SessionInfo`); `None` if the engine does not answer it.
-fn engine_session(ctx: &Ctx, route: &str) -> Option<String> {
+fn engine_session(ctx: &Ctx, route: &str, key: &str) -> Option<String> {
     let answer = ctx
         .http
         .post(route)
+        .bearer_auth(key)
         .json(&json!("SessionInfo"))
         .send()
         .ok()
@@ -404,9 +425,38 @@ fn engine_session(ctx: &Ctx, route: &str) -> Option<String> {
     ))
 }
 
+/// Adds the bench torrent through the test route; its id.
+fn revaer_add(ctx: &Ctx, route: &str, key: &str) -> Result<String, BoxError> {
+    let add = json!({ "Add": {
+        "source": { "TorrentFile": ctx.torrent },
+        "paused": false,
+        "sequential": false,
+        "file_priorities": [],
+        "peers": [ctx.seed.to_string()],
+    }});
+    let resp = ctx.http.post(route).bearer_auth(key).json(&add).send()?;
+    let status = resp.status();
+    if status.as_u16() == 404 {
+        return Err("the API has no test route: build with `cargo build --release --bins --features revaer-api/test-probes,revaer-engine/test-probes,revaer-fsops/test-probes`".into());
+    }
+    let answer: Value = resp.json()?;
+    if !status.is_success() {
+        return Err(format!("Revaer refused the add: {status} {answer}").into());
+    }
+    Ok(answer["Added"]["id"]
+        .as_str()
+        .ok_or_else(|| format!("Revaer refused the add: {answer}"))?
+        .to_owned())
+}
+
 fn revaer(ctx: &Ctx, dir: &Path) -> Result<Sample, BoxError> {
     let data = dir.join("revaer-data");
-    let (mut proc, url, health) = start_revaerd(ctx, dir, &data)?;
+    let Revaerd {
+        mut proc,
+        url,
+        health,
+        key,
+    } = start_revaerd(ctx, dir, &data)?;
     let pid_of = |worker: &str| {
         health["workers"][worker]["pid"]
             .as_u64()
@@ -430,26 +480,11 @@ fn revaer(ctx: &Ctx, dir: &Path) -> Result<Sample, BoxError> {
             .sum::<Result<f64, BoxError>>()
     };
     let route = format!("{url}/v1/_test/engine");
-    let session = engine_session(ctx, &route);
+    let session = engine_session(ctx, &route, &key);
     let others_cpu0 = others_cpu()?;
 
     let meter = Meter::start(engine)?;
-    let add = json!({ "Add": {
-        "source": { "TorrentFile": ctx.torrent },
-        "paused": false,
-        "sequential": false,
-        "file_priorities": [],
-        "peers": [ctx.seed.to_string()],
-    }});
-    let resp = ctx.http.post(&route).json(&add).send()?;
-    if resp.status().as_u16() == 404 {
-        return Err("the API has no test route: build with `cargo build --release --bins --features revaer-api/test-probes,revaer-engine/test-probes,revaer-fsops/test-probes`".into());
-    }
-    let answer: Value = resp.json()?;
-    let id = answer["Added"]["id"]
-        .as_str()
-        .ok_or_else(|| format!("Revaer refused the add: {answer}"))?
-        .to_owned();
+    let id = revaer_add(ctx, &route, &key)?;
     let detail = json!({ "Detail": { "id": id } });
     let mut first = None;
     let mut sample = poll_until(
@@ -458,7 +493,21 @@ fn revaer(ctx: &Ctx, dir: &Path) -> Result<Sample, BoxError> {
         ctx.poll,
         || {
             proc.check_alive()?;
-            let answer: Value = ctx.http.post(&route).json(&detail).send()?.json()?;
+            let resp = ctx
+                .http
+                .post(&route)
+                .bearer_auth(&key)
+                .json(&detail)
+                .send()?;
+            let status = resp.status();
+            if matches!(status.as_u16(), 404 | 503) {
+                // Not known yet, or the engine briefly unreachable.
+                return Ok(None);
+            }
+            let answer: Value = resp.json()?;
+            if !status.is_success() {
+                return Err(format!("Revaer's `Detail`: {status} {answer}").into());
+            }
             let summary = &answer["Detail"]["summary"];
             let state = summary["state"].as_str().unwrap_or_default();
             if state == "Error" || summary["error"].is_string() {

@@ -25,6 +25,10 @@ pub struct Entry {
 pub struct Meta {
     pub command: String,
     pub revision: String,
+    /// `release` or `debug`.
+    pub build: &'static str,
+    /// A `--smoke` run.
+    pub smoke: bool,
     pub machine: String,
     pub load_before: String,
     pub load_after: String,
@@ -44,6 +48,9 @@ pub struct Meta {
 #[derive(Debug, Clone, Copy)]
 pub struct Summary {
     pub mbps: f64,
+    /// Slowest and fastest run.
+    pub mbps_min: f64,
+    pub mbps_max: f64,
     pub cpu: f64,
     pub rss_mb: f64,
     pub ok: usize,
@@ -65,8 +72,11 @@ pub fn summarize(records: &[RunRecord], which: Downloader, size: u64) -> Option<
         .filter(|r| r.which == which)
         .filter_map(|r| r.result.as_ref().ok())
         .collect();
+    let rates: Vec<f64> = ok.iter().map(|s| mbps(size, s)).collect();
     Some(Summary {
-        mbps: median(&ok.iter().map(|s| mbps(size, s)).collect::<Vec<_>>())?,
+        mbps: median(&rates)?,
+        mbps_min: rates.iter().copied().fold(f64::INFINITY, f64::min),
+        mbps_max: rates.iter().copied().fold(0.0, f64::max),
         cpu: median(&ok.iter().map(|s| s.cpu).collect::<Vec<_>>())?,
         rss_mb: median(&ok.iter().map(|s| mb(s.rss)).collect::<Vec<_>>())?,
         ok: ok.len(),
@@ -106,10 +116,17 @@ pub fn render(meta: &Meta, entries: &[Entry], records: &[RunRecord]) -> String {
         "Command: `{}` on Revaer {}. It builds the daemon in release with \
          `cargo build --release --bins --features revaer-api/test-probes,revaer-engine/test-probes,revaer-fsops/test-probes`: \
          the probe features only add the API's test route `POST /v1/_test/engine`, which forwards \
-         `Add`/`Detail` to the engine over the same Unix-socket IPC the v1 API will use; the data \
+         `Add`/`Detail` to the engine over the same Unix-socket IPC the v1 API uses; the data \
          path (sandboxed engine worker, its libtorrent session) is the production one.\n",
         meta.command, meta.revision
     );
+    if meta.smoke {
+        let _ = writeln!(
+            out,
+            "**Smoke run** ({} build): it proves the bench runs; its figures measure nothing.\n",
+            meta.build
+        );
+    }
     let _ = writeln!(
         out,
         "Machine: {}; shared with other developers' work. Load average (1/5/15 min) before: {}, after: {}. \
@@ -143,28 +160,30 @@ pub fn render(meta: &Meta, entries: &[Entry], records: &[RunRecord]) -> String {
          of the measured process over the same interval (`/proc/<pid>/stat`, all threads). **Peak RSS** \
          = its `VmHWM` at completion. **First data** (raw runs) = the first poll that showed verified \
          bytes: the start-up latency (peer discovery, connection, interest) inside the wall time. \
-         Medians of the successful runs; × = ratio to (a).\n",
+         Medians of the successful runs (and the slowest and fastest run's MB/s); × = ratio to (a).\n",
         meta.poll_ms
     );
 
     let base = summarize(records, Downloader::Bare, size);
     let _ = writeln!(
         out,
-        "| downloader | version | measured process | MB/s | × (a) | CPU s | × (a) | peak RSS MB | × (a) | runs ok |"
+        "| downloader | version | measured process | MB/s | × (a) | MB/s min–max | CPU s | × (a) | peak RSS MB | × (a) | runs ok |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     for entry in entries {
         let w = entry.which;
         match (&entry.available, summarize(records, w, size)) {
             (Ok(version), Some(s)) => {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {:.1} | {} | {:.2} | {} | {:.0} | {} | {}/{} |",
+                    "| {} | {} | {} | {:.1} | {} | {:.0}–{:.0} | {:.2} | {} | {:.0} | {} | {}/{} |",
                     w.label(),
                     version,
                     w.measured_process(),
                     s.mbps,
                     ratio(s.mbps, base.map(|b| b.mbps)),
+                    s.mbps_min,
+                    s.mbps_max,
                     s.cpu,
                     ratio(s.cpu, base.map(|b| b.cpu)),
                     s.rss_mb,
@@ -176,7 +195,7 @@ pub fn render(meta: &Meta, entries: &[Entry], records: &[RunRecord]) -> String {
             (Ok(version), None) => {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | failed | | | | | | 0/{} |",
+                    "| {} | {} | {} | failed | | | | | | | 0/{} |",
                     w.label(),
                     version,
                     w.measured_process(),
@@ -186,7 +205,7 @@ pub fn render(meta: &Meta, entries: &[Entry], records: &[RunRecord]) -> String {
             (Err(reason), _) => {
                 let _ = writeln!(
                     out,
-                    "| {} | n/a: {} | | n/a | | | | | | — |",
+                    "| {} | n/a: {} | | n/a | | | | | | | — |",
                     w.label(),
                     reason.replace('|', "/")
                 );
@@ -250,9 +269,11 @@ pub fn render(meta: &Meta, entries: &[Entry], records: &[RunRecord]) -> String {
     let _ = writeln!(
         out,
         "- (b) `revaerd` on a fresh data dir with the e2e tests' loopback engine config (`listen_interfaces = \
-         \"127.0.0.1:0\"`, DHT/LSD/UPnP/NAT-PMP/uTP off), everything else at its defaults; \
+         \"127.0.0.1:0\"`, DHT/LSD/UPnP/NAT-PMP/uTP off) and `default_rate_per_minute = 1000000` \
+         (so that the polls never meet the API key's rate limit), everything else at its defaults; \
          added through `POST /v1/_test/engine` `Add` (the .torrent as a JSON byte array), completion polled \
-         with `Detail`. Notes give the CPU of the other Revaer processes (supervisor, API — which also \
+         with `Detail`, both with the bootstrap admin key (`Authorization: Bearer`, read from \
+         `bootstrap-admin.key` once an authenticated `GET /v1/keys` answers 200). Notes give the CPU of the other Revaer processes (supervisor, API — which also \
          serves the bench's polls — and FsOps) over the same interval.{}",
         records
             .iter()

@@ -342,7 +342,12 @@ impl Ops {
         );
         let _ = writeln!(
             md,
-            "Command: `just runbook` (release binaries, scenario in `supervisor/examples/runbook.rs`).\n"
+            "Command: `just runbook` ({} binaries, scenario in `supervisor/examples/runbook.rs`).\n",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
         );
         let _ = writeln!(md, "- Date: {started_at}");
         let _ = writeln!(md, "- Revision: {revision}");

@@ -1,6 +1,7 @@
 //! Shared plumbing of the benchmark programs: locating the release
 //! binaries, owning a `revaerd` child (SIGTERM on stop, SIGKILL if dropped
-//! while running, always reaped), and bounded polling.
+//! while running, always reaped), bounded polling, the bootstrap admin key,
+//! the revision measured, and where a `--smoke` run writes its report.
 
 #![allow(dead_code)]
 
@@ -44,7 +45,8 @@ impl Drop for Daemon {
     }
 }
 
-/// `target/release`, where the example itself lives one level down.
+/// `target/<profile>` (`release` for the benches, `debug` for their smoke
+/// runs), where the example itself lives one level down.
 pub fn release_dir() -> Result<PathBuf, BoxError> {
     let exe = std::env::current_exe()?;
     Ok(exe
@@ -115,4 +117,111 @@ impl Daemon {
         })?;
         Ok(status.code())
     }
+}
+
+/// The bootstrap admin key of the daemon on `data` (API at `url`), once the
+/// API accepts it: reads `<data>/bootstrap-admin.key`, which the daemon
+/// writes on first start, and polls an authenticated `GET /v1/keys` until
+/// it answers 200 (a key read the moment its file appears may not be
+/// registered yet). The key itself is never printed.
+pub fn admin_key(
+    http: &reqwest::blocking::Client,
+    url: &str,
+    data: &Path,
+    deadline: Duration,
+) -> Result<String, BoxError> {
+    let file = data.join("bootstrap-admin.key");
+    let until = Instant::now() + deadline;
+    loop {
+        let last = match std::fs::read_to_string(&file) {
+            Ok(text) if !text.trim().is_empty() => {
+                let key = text.trim().to_owned();
+                match http.get(format!("{url}/v1/keys")).bearer_auth(&key).send() {
+                    Ok(r) if r.status().is_success() => return Ok(key),
+                    Ok(r) => format!("`GET /v1/keys` with it answers {}", r.status()),
+                    Err(e) => format!("`GET /v1/keys`: {e}"),
+                }
+            }
+            Ok(_) => format!("{} is empty", file.display()),
+            Err(e) => format!("{}: {e}", file.display()),
+        };
+        if Instant::now() >= until {
+            return Err(format!(
+                "the bootstrap admin key did not work within {} s: {last}",
+                deadline.as_secs()
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The workspace root (the parent of the `supervisor` crate).
+pub fn workspace_root() -> Result<PathBuf, BoxError> {
+    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no workspace root")?
+        .to_path_buf())
+}
+
+/// The commit measured: `git rev-parse --short HEAD`, with `+dirty` when
+/// the working tree differs from it, naming the changed paths that go into
+/// the daemon's build (anything but benches, tests, docs, scripts and
+/// recipes) and counting the others.
+pub fn revision(root: &Path) -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown commit".to_owned();
+    };
+    let head = head.trim();
+    let status = git(&["status", "--porcelain"]).unwrap_or_default();
+    let changed: Vec<&str> = status.lines().filter_map(|l| l.get(3..)).collect();
+    if changed.is_empty() {
+        return head.to_owned();
+    }
+    let outside_build = |path: &str| {
+        ["bench/", "docs/", "scripts/", "fuzz/", ".github/"]
+            .iter()
+            .any(|dir| path.starts_with(dir))
+            || path.contains("examples/")
+            || path.contains("tests/")
+            || Path::new(path)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("md"))
+            || path == "justfile"
+            || path == "x"
+    };
+    let (others, build): (Vec<&str>, Vec<&str>) =
+        changed.iter().copied().partition(|p| outside_build(p));
+    if build.is_empty() {
+        format!(
+            "{head}+dirty (the daemon's sources as committed; uncommitted changes to {} file(s) \
+             outside its build: benches, tests, docs, scripts)",
+            others.len()
+        )
+    } else {
+        format!(
+            "{head}+dirty (uncommitted changes to the daemon's sources: {}; and to {} other file(s))",
+            build.join(", "),
+            others.len()
+        )
+    }
+}
+
+/// Where a `--smoke` run writes its report when not told (`--out`): a temp
+/// dir, never `bench/results/`.
+pub fn smoke_report(file: &str) -> Result<PathBuf, BoxError> {
+    let dir = std::env::temp_dir().join("revaer-bench-smoke");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.join(file))
 }
