@@ -890,6 +890,7 @@ mod tests {
             sequential: false,
             has_metadata: true,
             error: None,
+            stalled_reason: None,
         }
     }
 

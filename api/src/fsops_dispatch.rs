@@ -694,6 +694,7 @@ mod tests {
             sequential: false,
             has_metadata: true,
             error: None,
+            stalled_reason: None,
         }
     }
 

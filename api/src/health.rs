@@ -203,6 +203,17 @@ pub fn health_full(inputs: &HealthInputs<'_>) -> HealthFull {
     if inputs.downloads_full {
         degraded.push("downloads".to_owned());
     }
+    // The engine runs but its kill switch holds every transfer (the bound
+    // network interface is missing): `network`, with the reason on the
+    // engine.
+    if let Some(reason) = engine_degraded(inputs) {
+        degraded.push("network".to_owned());
+        if let Some(engine) = workers.get_mut(Role::Engine.as_str())
+            && engine.reason.is_none()
+        {
+            engine.reason = Some(reason);
+        }
+    }
     if inputs.fsops_failed_jobs > 0 {
         degraded.push("fsops".to_owned());
         if let Some(fsops) = workers.get_mut(Role::Fsops.as_str())
@@ -232,6 +243,21 @@ pub fn health_full(inputs: &HealthInputs<'_>) -> HealthFull {
             revision: revaer_ipc::build_info::GIT_REVISION.to_owned(),
         },
     }
+}
+
+/// What the engine's latest pong says it cannot do, if the pong is fresh
+/// (a stale one degrades health as "no recent health ping answer" instead).
+fn engine_degraded(inputs: &HealthInputs<'_>) -> Option<String> {
+    let fresh = inputs
+        .engine
+        .last_pong_at
+        .is_some_and(|at| inputs.now.saturating_duration_since(at) <= PONG_STALE_AFTER);
+    inputs
+        .engine
+        .last_pong
+        .as_ref()
+        .filter(|_| fresh && inputs.engine.connected)
+        .and_then(|p| p.degraded.clone())
 }
 
 fn api_health(status: Option<&WorkerStatus>, inputs: &HealthInputs<'_>) -> WorkerHealth {
@@ -372,6 +398,7 @@ mod tests {
                 uptime_ms: 1,
                 config_revision: 1,
                 sandbox: SandboxReport::default(),
+                degraded: None,
             }),
             last_pong_at: Some(at),
             last_error: None,
@@ -471,6 +498,35 @@ mod tests {
         });
         assert_eq!(h.status, HealthStatus::Degraded);
         assert_eq!(h.degraded, vec!["downloads".to_owned()]);
+    }
+
+    #[test]
+    fn an_engine_whose_kill_switch_holds_degrades_network_with_the_reason() {
+        let now = Instant::now();
+        let snap = snapshot(WorkerState::Running, None);
+        let mut engine = link(10, now);
+        if let Some(pong) = engine.last_pong.as_mut() {
+            pong.degraded = Some("network interface wg0 is missing".to_owned());
+        }
+        let h = compute(Some(&snap), &engine, now);
+        assert_eq!(h.status, HealthStatus::Degraded);
+        assert_eq!(h.degraded, vec!["network".to_owned()]);
+        let worker = &h.workers["engine"];
+        assert!(worker.up, "the engine itself runs: {worker:?}");
+        assert_eq!(
+            worker.reason.as_deref(),
+            Some("network interface wg0 is missing")
+        );
+
+        // A stale pong's claim is not repeated: that is a ping problem.
+        let stale = compute(Some(&snap), &engine, now + PONG_STALE_AFTER * 2);
+        assert!(!stale.degraded.contains(&"network".to_owned()), "{stale:?}");
+
+        // Once the pong no longer says so, health is ok again.
+        if let Some(pong) = engine.last_pong.as_mut() {
+            pong.degraded = None;
+        }
+        assert_eq!(compute(Some(&snap), &engine, now).status, HealthStatus::Ok);
     }
 
     #[test]

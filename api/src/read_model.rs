@@ -296,6 +296,7 @@ pub fn torrent_view(summary: &TorrentSummary, catalog: &Catalog) -> Torrent {
         sequential: summary.sequential,
         has_metadata: summary.has_metadata,
         error: summary.error.clone(),
+        stalled_reason: summary.stalled_reason.clone(),
         tags: catalog.tags.clone(),
         category: catalog.category.clone(),
         added_at: catalog.added_at,
@@ -1203,6 +1204,7 @@ mod tests {
             sequential: false,
             has_metadata: true,
             error: (rng.below(4) == 0).then(|| "disk \u{1} full".to_owned()),
+            stalled_reason: (rng.below(4) == 0).then(|| "interface wg0 is missing".to_owned()),
         }
     }
 

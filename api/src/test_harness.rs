@@ -94,6 +94,7 @@ impl FakeEngine {
             sequential: false,
             has_metadata,
             error: None,
+            stalled_reason: None,
         }
     }
 

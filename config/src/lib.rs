@@ -10,7 +10,7 @@
 pub mod layout;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -96,8 +96,110 @@ pub struct EngineConfig {
     /// that whole address banned after libtorrent's self-connection check,
     /// so every other peer there is refused (see ADR 005).
     pub allow_multiple_connections_per_ip: bool,
+    /// Bind every peer, tracker and DHT connection to this network
+    /// interface (a device name such as `wg0`, or one of its addresses),
+    /// e.g. a VPN's. Listening moves onto it (the ports of
+    /// `listen_interfaces` are kept) and outgoing connections are bound to
+    /// it; while it is missing the engine stops transferring rather than
+    /// use another interface (a kill switch). Unset: any interface.
+    pub interface: Option<String>,
     /// Longest time a torrent's changed state may stay unsaved.
     pub resume_flush_interval_secs: u64,
+}
+
+/// What `[engine] interface` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindTarget {
+    /// A network device, e.g. `wg0`.
+    Device(String),
+    /// An address one of the host's interfaces holds.
+    Address(IpAddr),
+}
+
+impl std::fmt::Display for BindTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Device(name) => write!(f, "interface {name}"),
+            Self::Address(ip) => write!(f, "address {ip}"),
+        }
+    }
+}
+
+/// Longest device name Linux accepts (`IFNAMSIZ` - 1).
+const MAX_DEVICE_NAME: usize = 15;
+
+/// `interface` as a [`BindTarget`], or why it is not one.
+fn parse_bind_target(text: &str) -> Result<BindTarget, String> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        if ip.is_unspecified() {
+            return Err(format!(
+                "`{ip}` is every address; leave `interface` unset for that"
+            ));
+        }
+        return Ok(BindTarget::Address(ip));
+    }
+    let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if text.is_empty()
+        || text.len() > MAX_DEVICE_NAME
+        || text == "."
+        || text == ".."
+        || !text.chars().all(valid_char)
+    {
+        return Err(format!(
+            "`{text}` is neither an IP address nor a device name (1 to {MAX_DEVICE_NAME} of A-Z a-z 0-9 - _ .)"
+        ));
+    }
+    Ok(BindTarget::Device(text.to_owned()))
+}
+
+impl EngineConfig {
+    /// The interface every connection is bound to, if `interface` is set
+    /// (and valid: [`Config::validate`] refuses it otherwise).
+    #[must_use]
+    pub fn bind_target(&self) -> Option<BindTarget> {
+        self.interface
+            .as_deref()
+            .and_then(|text| parse_bind_target(text).ok())
+    }
+
+    /// libtorrent's `listen_interfaces`: as configured, or, with
+    /// `interface` set, each configured port on that interface only.
+    #[must_use]
+    pub fn effective_listen_interfaces(&self) -> String {
+        let Some(target) = self.bind_target() else {
+            return self.listen_interfaces.trim().to_owned();
+        };
+        let host = match &target {
+            BindTarget::Device(name) => name.clone(),
+            BindTarget::Address(IpAddr::V4(ip)) => ip.to_string(),
+            BindTarget::Address(IpAddr::V6(ip)) => format!("[{ip}]"),
+        };
+        let mut ports: Vec<&str> = Vec::new();
+        for entry in self.listen_interfaces.split(',') {
+            if let Some((_, port)) = entry.trim().rsplit_once(':')
+                && !ports.contains(&port)
+            {
+                ports.push(port);
+            }
+        }
+        ports
+            .iter()
+            .map(|port| format!("{host}:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// libtorrent's `outgoing_interfaces`: `interface`, or empty (the
+    /// routing table chooses).
+    #[must_use]
+    pub fn outgoing_interfaces(&self) -> String {
+        match self.bind_target() {
+            None => String::new(),
+            Some(BindTarget::Device(name)) => name,
+            Some(BindTarget::Address(ip)) => ip.to_string(),
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -113,6 +215,7 @@ impl Default for EngineConfig {
             upload_rate_limit: 0,
             connections_limit: 500,
             allow_multiple_connections_per_ip: true,
+            interface: None,
             resume_flush_interval_secs: 15,
         }
     }
@@ -641,6 +744,12 @@ impl EngineConfig {
                 });
             }
         }
+        if let Some(interface) = &self.interface {
+            parse_bind_target(interface).map_err(|reason| ConfigError::Invalid {
+                key: "engine.interface",
+                reason,
+            })?;
+        }
         let max_rate = u64::try_from(i32::MAX).unwrap_or(u64::MAX);
         if self.download_rate_limit > max_rate {
             return invalid(
@@ -693,6 +802,11 @@ connections_limit = 500
 # Accept several peers from one IP address (different ports): peers behind
 # one NAT or on one host share an address. Off means one peer per address.
 allow_multiple_connections_per_ip = true
+# Bind all peer, tracker and DHT traffic to one network interface (a device
+# name or one of its addresses), e.g. a VPN's. While it is missing, nothing
+# is transferred (kill switch) and /health/full says why; traffic resumes by
+# itself when it returns. Unset: any interface.
+# interface = "wg0"
 # A torrent's progress is saved at least this often (1-30 s), and at once on
 # every add, pause, resume, selection, metadata arrival and completion.
 resume_flush_interval_secs = 15
@@ -778,6 +892,62 @@ mod tests {
             matches!(err, ConfigError::Parse(ref m) if m.contains("listen_typo")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn interface_moves_listening_and_outgoing_traffic_onto_it() {
+        let config = Config::from_toml_bytes(
+            b"[engine]\nlisten_interfaces = \"0.0.0.0:6881,[::]:6881,0.0.0.0:6882s\"\ninterface = \"wg0\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.engine.bind_target(),
+            Some(BindTarget::Device("wg0".to_owned()))
+        );
+        assert_eq!(
+            config.engine.effective_listen_interfaces(),
+            "wg0:6881,wg0:6882s"
+        );
+        assert_eq!(config.engine.outgoing_interfaces(), "wg0");
+
+        let v6 = Config::from_toml_bytes(b"[engine]\ninterface = \" fd00::2 \"\n").unwrap();
+        assert_eq!(v6.engine.effective_listen_interfaces(), "[fd00::2]:6881");
+        assert_eq!(v6.engine.outgoing_interfaces(), "fd00::2");
+
+        let unset = Config::default();
+        assert_eq!(unset.engine.bind_target(), None);
+        assert_eq!(
+            unset.engine.effective_listen_interfaces(),
+            unset.engine.listen_interfaces
+        );
+        assert_eq!(unset.engine.outgoing_interfaces(), "");
+    }
+
+    #[test]
+    fn bad_interface_is_refused_with_key() {
+        for bad in [
+            "",
+            "wg0,eth0",
+            "a/b",
+            "0.0.0.0",
+            "::",
+            "sixteen-chars-xx",
+            "..",
+            "wg 0",
+        ] {
+            let text = format!("[engine]\ninterface = \"{bad}\"\n");
+            let err = Config::from_toml_bytes(text.as_bytes()).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ConfigError::Invalid {
+                        key: "engine.interface",
+                        ..
+                    }
+                ),
+                "{bad:?}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -131,6 +131,7 @@ async fn serve(listener: &Listener, secret: &BootSecret) -> Result<(), IpcError>
                     uptime_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                     config_revision: 0,
                     sandbox: SandboxReport::default(),
+                    degraded: None,
                 })),
                 WorkerRequest::Probe(_)
                 | WorkerRequest::Engine(_)

@@ -206,6 +206,7 @@ fn data_seeds(seeds: &mut Seeds) -> Result<(), IpcError> {
                     uptime_ms: 1000,
                     config_revision: 2,
                     sandbox: sandbox(),
+                    degraded: Some("interface wg0 is missing".to_owned()),
                 })),
             ),
             w,

@@ -277,6 +277,9 @@ pub struct TorrentSummary {
     pub sequential: bool,
     pub has_metadata: bool,
     pub error: Option<String>,
+    /// Why a torrent that is not paused cannot transfer now, e.g. the
+    /// network interface the engine is bound to is missing (kill switch).
+    pub stalled_reason: Option<String>,
 }
 
 /// One file of a torrent.

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::BootSecret;
 
 /// Version of this protocol. Both ends of every channel must agree exactly.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Which process is speaking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -358,6 +358,9 @@ pub struct Pong {
     pub uptime_ms: u64,
     pub config_revision: u64,
     pub sandbox: SandboxReport,
+    /// The worker runs but cannot do its job fully, and why (e.g. the
+    /// engine's bound network interface is missing). `None` when fine.
+    pub degraded: Option<String>,
 }
 
 /// Result of a [`Probe`].

@@ -209,17 +209,26 @@ fn error_kind() -> impl Strategy<Value = ErrorKind> {
 
 fn worker_response() -> impl Strategy<Value = WorkerResponse> {
     prop_oneof![
-        (role(), any::<u32>(), any::<u64>(), any::<u64>(), sandbox()).prop_map(
-            |(role, pid, uptime_ms, config_revision, sandbox)| {
-                WorkerResponse::Pong(Box::new(Pong {
-                    role,
-                    pid,
-                    uptime_ms,
-                    config_revision,
-                    sandbox,
-                }))
-            }
-        ),
+        (
+            role(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>(),
+            sandbox(),
+            proptest::option::of(".{0,40}")
+        )
+            .prop_map(
+                |(role, pid, uptime_ms, config_revision, sandbox, degraded)| {
+                    WorkerResponse::Pong(Box::new(Pong {
+                        role,
+                        pid,
+                        uptime_ms,
+                        config_revision,
+                        sandbox,
+                        degraded,
+                    }))
+                }
+            ),
         Just(WorkerResponse::Probe(ProbeOutcome::Allowed)),
         (any::<i32>(), text()).prop_map(|(errno, message)| {
             WorkerResponse::Probe(ProbeOutcome::Denied { errno, message })

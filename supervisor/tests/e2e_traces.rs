@@ -236,6 +236,19 @@ fn one_trace_runs_from_the_cli_through_the_api_and_engine_to_fsops() {
     let api = get("revaer-api", "POST /v1/torrents");
     let engine_add = get("revaer-engine", "engine add");
     let download = get("revaer-engine", "engine torrent download");
+    // One download, one span: libtorrent may report the torrent finished
+    // more than once (files selected after the add), and each `Completed`
+    // must name the same span, or the job hangs off one the trace view
+    // does not show as the download.
+    let downloads = spans
+        .iter()
+        .filter(|s| {
+            s.trace_id == chain
+                && s.service == "revaer-engine"
+                && s.name == "engine torrent download"
+        })
+        .count();
+    assert_eq!(downloads, 1, "download spans in {spans:#?}");
     let job = get("revaer-fsops", "fsops job");
 
     // CLI → API (HTTP header) → engine (IPC envelope) → completion

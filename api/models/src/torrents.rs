@@ -194,6 +194,10 @@ pub struct Torrent {
     pub sequential: bool,
     pub has_metadata: bool,
     pub error: Option<String>,
+    /// Why a torrent that is not paused cannot transfer now, e.g. the
+    /// network interface set in `engine.interface` is missing (kill switch).
+    #[serde(default)]
+    pub stalled_reason: Option<String>,
     pub tags: Vec<String>,
     pub category: Option<String>,
     pub added_at: i64,

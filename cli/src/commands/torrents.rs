@@ -246,6 +246,9 @@ pub fn detail_text(out: &Out, d: &TorrentDetail) -> String {
     if let Some(error) = &t.error {
         fields.push(("error", error.clone()));
     }
+    if let Some(why) = &t.stalled_reason {
+        fields.push(("stalled", why.clone()));
+    }
     if d.stale {
         fields.push((
             "stale",

@@ -112,6 +112,7 @@ pub fn torrent(id: &str, name: &str, state: &str, progress: f64) -> Value {
         "sequential": false,
         "has_metadata": true,
         "error": null,
+        "stalled_reason": null,
         "tags": ["linux", "iso"],
         "category": "distros",
         "added_at": 1_700_000_000,

@@ -85,7 +85,7 @@ fn spawn_revaerd_to(
     stdout: Stdio,
     stderr: Stdio,
 ) -> Child {
-    Command::new(bin_dir.join("revaerd"))
+    revaerd_command(bin_dir, &[])
         .arg("--data-dir")
         .arg(data)
         .env("RUST_LOG", "info")
@@ -99,7 +99,40 @@ fn spawn_revaerd_to(
         .unwrap()
 }
 
+/// `revaerd` from `bin_dir`, run through `wrapper` (e.g. `ip netns exec
+/// NAME`, which execs it in place) when that is not empty.
+fn revaerd_command(bin_dir: &Path, wrapper: &[&str]) -> Command {
+    let revaerd = bin_dir.join("revaerd");
+    match wrapper.split_first() {
+        None => Command::new(revaerd),
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(revaerd);
+            cmd
+        }
+    }
+}
+
 impl Daemon {
+    /// [`Self::start_with`], with `revaerd` run through `wrapper`, e.g.
+    /// `["ip", "netns", "exec", NAME]` to run it in a network namespace.
+    pub fn start_wrapped(bin_dir: &Path, config: &str, wrapper: &[&str]) -> Self {
+        let data = TempDir::new("data");
+        std::fs::write(data.0.join("revaer.toml"), config).unwrap();
+        let child = revaerd_command(bin_dir, wrapper)
+            .arg("--data-dir")
+            .arg(&data.0)
+            .env("RUST_LOG", "info")
+            .env_remove("REVAER_TELEMETRY_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Self::around(child, data)
+    }
+
     /// The handle of a `revaerd` just spawned on `data`, with the HTTP
     /// client the tests use (5 s timeout, no proxy).
     fn around(child: Child, data: TempDir) -> Self {

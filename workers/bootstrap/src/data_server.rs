@@ -65,6 +65,13 @@ pub trait Service: Send + Sync + 'static {
         None
     }
 
+    /// Why the worker runs but cannot do its whole job now (reported in
+    /// every pong, so `/health/full` degrades with the reason). `None`
+    /// when it can.
+    fn degraded(&self) -> Option<String> {
+        None
+    }
+
     /// This worker's own metrics as Prometheus text exposition (format
     /// 0.0.4). Every metric name must start with the role's prefix
     /// (`revaer_engine_`, `revaer_fsops_`); anything else is dropped before
@@ -320,7 +327,7 @@ async fn serve_connection<S: Service>(
                     message: format!("{} runs no FsOps jobs", shared.role.as_str()),
                 }),
             },
-            other => answer(&other, shared),
+            other => answer(&other, shared, service.degraded()),
         };
         conn.send(&Envelope {
             request_id: request.request_id,
@@ -429,7 +436,7 @@ pub fn own_metrics(role: Role, text: &str) -> String {
     bounded
 }
 
-fn answer(request: &WorkerRequest, shared: &Shared) -> WorkerResponse {
+fn answer(request: &WorkerRequest, shared: &Shared, degraded: Option<String>) -> WorkerResponse {
     match request {
         WorkerRequest::Engine(_) | WorkerRequest::Metrics | WorkerRequest::Fsops(_) => {
             WorkerResponse::Error(RemoteError {
@@ -443,6 +450,7 @@ fn answer(request: &WorkerRequest, shared: &Shared) -> WorkerResponse {
             uptime_ms: u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             config_revision: shared.config_revision.load(Ordering::Acquire),
             sandbox: revaer_sandbox::current_report(),
+            degraded,
         })),
         WorkerRequest::Probe(probe) => run_probe(probe),
     }

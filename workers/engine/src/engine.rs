@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use libtorrent_sys as lt;
-use revaer_config::{Config, EngineConfig};
+use revaer_config::{BindTarget, Config, EngineConfig};
 use revaer_ipc::engine::{
     AddTorrent, DISK_FULL_ERROR_PREFIX, EngineError, EngineErrorKind, EngineEvent, EngineRequest,
     EngineResponse, FileDetail, MAX_MAGNET_BYTES, MAX_TORRENT_FILE_BYTES, PeerDetail, Rate,
@@ -118,6 +118,12 @@ pub struct Engine {
     /// Each torrent's last disk error, shown while libtorrent holds it in
     /// upload mode because of it.
     file_errors: Mutex<HashMap<TorrentId, String>>,
+    /// `[engine] interface`: the interface every connection is bound to.
+    bind_target: Mutex<Option<BindTarget>>,
+    /// Why the kill switch holds the session paused (the bound interface
+    /// is missing); `None` while traffic may flow. Held across the
+    /// session's pause/resume so concurrent checks cannot interleave them.
+    network_blocked: Mutex<Option<String>>,
 }
 
 /// See [`Engine::saves`].
@@ -137,6 +143,10 @@ const DURABLE_ACK_DEADLINE: Duration = Duration::from_secs(10);
 struct AddTrace {
     traceparent: String,
     added: SystemTime,
+    /// The download's span, once it finished: libtorrent may report a
+    /// torrent finished more than once (e.g. files selected after the add),
+    /// and every `Completed` must name the same span.
+    download: Option<String>,
 }
 
 fn to_lt(id: TorrentId) -> lt::TorrentId {
@@ -149,7 +159,8 @@ fn to_ipc(id: lt::TorrentId) -> TorrentId {
 
 fn session_settings(config: &EngineConfig) -> lt::SessionSettings {
     lt::SessionSettings {
-        listen_interfaces: config.listen_interfaces.clone(),
+        listen_interfaces: config.effective_listen_interfaces(),
+        outgoing_interfaces: config.outgoing_interfaces(),
         enable_dht: config.enable_dht,
         enable_lsd: config.enable_lsd,
         enable_upnp: config.enable_upnp,
@@ -245,7 +256,14 @@ fn explain_error(error: &str, downloads: &Path) -> String {
 /// `file_error` is the torrent's last disk error (from its alert): shown
 /// when libtorrent went to upload mode over it, which otherwise looks like
 /// a download that merely stalled.
-fn summarize(st: &lt::TorrentStatus, downloads: &Path, file_error: Option<&str>) -> TorrentSummary {
+/// `network_blocked`: why the whole session is held paused, shown on every
+/// torrent that is not paused itself.
+fn summarize(
+    st: &lt::TorrentStatus,
+    downloads: &Path,
+    file_error: Option<&str>,
+    network_blocked: Option<&str>,
+) -> TorrentSummary {
     let error = match &st.error {
         Some(e) => Some(e.clone()),
         None if st.upload_mode && !st.is_finished => Some(format!(
@@ -275,6 +293,7 @@ fn summarize(st: &lt::TorrentStatus, downloads: &Path, file_error: Option<&str>)
         sequential: st.sequential,
         has_metadata: st.has_metadata,
         error: error.as_deref().map(|e| explain_error(e, downloads)),
+        stalled_reason: network_blocked.filter(|_| !st.paused).map(str::to_owned),
     }
 }
 
@@ -342,8 +361,21 @@ impl Engine {
             startup_reports: Mutex::new(Vec::new()),
             traces: Mutex::new(HashMap::new()),
             file_errors: Mutex::new(HashMap::new()),
+            bind_target: Mutex::new(config.engine.bind_target()),
+            network_blocked: Mutex::new(None),
             metrics: crate::metrics::EngineMetrics::new(),
         });
+        // Before any torrent is added: with the bound interface missing,
+        // nothing may start announcing.
+        engine.check_network();
+        let watched = Arc::downgrade(&engine);
+        if let Err(e) = crate::network_guard::spawn_watch(Arc::clone(&engine.stopping), move || {
+            if let Some(engine) = watched.upgrade() {
+                engine.check_network();
+            }
+        }) {
+            tracing::error!(error = %e, "cannot start the network watch");
+        }
         engine.restore();
         let (alert_tx, alert_rx) = mpsc::channel(256);
         spawn_alert_pump(
@@ -359,7 +391,62 @@ impl Engine {
     /// A status as the API sees it (see [`summarize`]).
     fn summary_of(&self, status: &lt::TorrentStatus) -> TorrentSummary {
         let file_error = lock(&self.file_errors).get(&to_ipc(status.id)).cloned();
-        summarize(status, &self.downloads, file_error.as_deref())
+        let blocked = lock(&self.network_blocked).clone();
+        summarize(
+            status,
+            &self.downloads,
+            file_error.as_deref(),
+            blocked.as_deref(),
+        )
+    }
+
+    /// Why the engine cannot transfer now (the kill switch of `[engine]
+    /// interface`), for the health pong.
+    #[must_use]
+    pub fn degraded(&self) -> Option<String> {
+        lock(&self.network_blocked).clone()
+    }
+
+    /// The kill switch: pauses the whole session while the bound interface
+    /// is missing and resumes it (sockets reopened) when it is back; every
+    /// torrent's summary says why, sent to subscribers as a fresh snapshot.
+    /// Called at start, on every network change and on config changes.
+    pub(crate) fn check_network(&self) {
+        let target = lock(&self.bind_target).clone();
+        let blocked = target
+            .as_ref()
+            .and_then(|t| crate::network_guard::check(t).err());
+        {
+            let mut current = lock(&self.network_blocked);
+            if *current == blocked {
+                return;
+            }
+            current.clone_from(&blocked);
+            if let Some(reason) = &blocked {
+                tracing::warn!(reason, "kill switch engaged: session paused");
+                if let Err(e) = self.session.pause_session() {
+                    tracing::error!(error = %e, "cannot pause the session");
+                }
+            } else {
+                tracing::info!("bound network interface is back: session resumed");
+                if let Err(e) = self.session.reopen_network_sockets() {
+                    tracing::error!(error = %e, "cannot reopen the network sockets");
+                }
+                if let Err(e) = self.session.resume_session() {
+                    tracing::error!(error = %e, "cannot resume the session");
+                }
+            }
+            self.metrics.set_network_blocked(blocked.is_some());
+        }
+        let snapshot: Vec<TorrentSummary> = self
+            .torrents()
+            .values_mut()
+            .map(|t| {
+                t.summary.stalled_reason = blocked.clone().filter(|_| !t.summary.paused);
+                t.summary.clone()
+            })
+            .collect();
+        self.emit(EngineEvent::Snapshot(snapshot));
     }
 
     fn torrents(&self) -> MutexGuard<'_, BTreeMap<TorrentId, Tracked>> {
@@ -1191,6 +1278,7 @@ impl Engine {
                         AddTrace {
                             traceparent: tp.to_owned(),
                             added: SystemTime::now(),
+                            download: None,
                         },
                     );
                 }
@@ -1201,10 +1289,16 @@ impl Engine {
         response
     }
 
-    /// The span of a finished download (from its add to now), a child of
-    /// the add's span; its `traceparent` travels with `Completed`.
+    /// The span of a finished download (from its add to its first
+    /// finish), a child of the add's span; its `traceparent` travels with
+    /// `Completed`. Made once per add: a torrent finishing again gets the
+    /// same one.
     fn completion_span(&self, id: TorrentId) -> Option<String> {
-        let add = lock(&self.traces).get(&id).cloned()?;
+        let mut traces = lock(&self.traces);
+        let add = traces.get_mut(&id)?;
+        if let Some(download) = &add.download {
+            return Some(download.clone());
+        }
         let span = revaer_telemetry::start_at(
             "engine torrent download",
             revaer_telemetry::Kind::Internal,
@@ -1212,7 +1306,8 @@ impl Engine {
             Some(add.added),
         );
         span.set_attribute("revaer.torrent", id.to_string());
-        span.traceparent().map(str::to_owned)
+        add.download = span.traceparent().map(str::to_owned);
+        add.download.clone()
     }
 
     /// Handles one command.
@@ -1306,6 +1401,7 @@ impl Engine {
     /// Applies a new configuration live: rate limits, listen interfaces,
     /// protocol switches, connection limit, flush interval.
     pub fn apply_config(&self, config: &Config) {
+        *lock(&self.bind_target) = config.engine.bind_target();
         let settings = session_settings(&config.engine);
         *self
             .settings
@@ -1316,6 +1412,7 @@ impl Engine {
         if let Err(e) = self.session.apply_settings(&settings) {
             tracing::error!(error = %e, "cannot apply engine settings");
         }
+        self.check_network();
     }
 
     /// Saves every torrent's resume data, waiting (bounded) for libtorrent

@@ -4,9 +4,11 @@
 //! - [`engine`]: the libtorrent session, commands, events, resume policy.
 //! - [`store`]: atomic, quarantining persistence of .torrent and resume data.
 //! - [`metrics`]: the engine's Prometheus registry, fetched by the API.
+//! - [`network_guard`]: the kill switch of `[engine] interface`.
 
 pub mod engine;
 pub mod metrics;
+pub mod network_guard;
 pub mod store;
 
 use std::sync::Arc;
@@ -49,6 +51,10 @@ impl Service for EngineService {
 
     async fn shutdown(&self) {
         self.0.shutdown().await;
+    }
+
+    fn degraded(&self) -> Option<String> {
+        self.0.degraded()
     }
 
     fn metrics(&self) -> String {

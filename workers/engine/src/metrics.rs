@@ -81,6 +81,7 @@ struct Families {
     payload_sent: IntCounter,
     peers_connected: IntGauge,
     dht_nodes: IntGauge,
+    network_blocked: IntGauge,
     peer_attempts: IntCounterVec,
     peer_failures: IntCounterVec,
     tracker_errors: IntCounterVec,
@@ -114,6 +115,10 @@ impl StatsIndex {
 }
 
 impl Families {
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one declaration and one registration per metric family, in one place"
+    )]
     fn new(stats: StatsIndex) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let torrents = IntGaugeVec::new(
@@ -152,6 +157,10 @@ impl Families {
         let dht_nodes = IntGauge::new(
             "revaer_engine_dht_nodes",
             "Nodes in the DHT routing table (libtorrent dht.dht_nodes).",
+        )?;
+        let network_blocked = IntGauge::new(
+            "revaer_engine_network_blocked",
+            "1 while the kill switch of engine.interface holds the session paused because the bound interface is missing, else 0.",
         )?;
         let peer_attempts = IntCounterVec::new(
             Opts::new(
@@ -193,6 +202,7 @@ impl Families {
         registry.register(Box::new(payload_sent.clone()))?;
         registry.register(Box::new(peers_connected.clone()))?;
         registry.register(Box::new(dht_nodes.clone()))?;
+        registry.register(Box::new(network_blocked.clone()))?;
         // Both outcomes exist from the start, so a rate is defined at once.
         for outcome in ["ok", "error"] {
             resume_writes.get_metric_with_label_values(&[outcome])?;
@@ -206,6 +216,7 @@ impl Families {
             payload_sent,
             peers_connected,
             dht_nodes,
+            network_blocked,
             peer_attempts,
             peer_failures,
             tracker_errors,
@@ -283,6 +294,13 @@ impl EngineMetrics {
                 .get_metric_with_label_values(&[kind.as_str()])
         {
             counter.inc();
+        }
+    }
+
+    /// Whether the kill switch holds the session paused.
+    pub fn set_network_blocked(&self, blocked: bool) {
+        if let Some(f) = &self.families {
+            f.network_blocked.set(i64::from(blocked));
         }
     }
 

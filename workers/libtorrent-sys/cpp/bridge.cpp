@@ -266,6 +266,8 @@ lt::settings_pack to_pack(FfiSettings const &s) {
                std::max<std::int32_t>(0, s.connections_limit));
   pack.set_bool(lt::settings_pack::allow_multiple_connections_per_ip,
                 s.allow_multiple_connections_per_ip);
+  pack.set_str(lt::settings_pack::outgoing_interfaces,
+               std::string(s.outgoing_interfaces));
   if (!s.user_agent.empty()) {
     pack.set_str(lt::settings_pack::user_agent, std::string(s.user_agent));
   }
@@ -609,6 +611,8 @@ FfiSettings BridgeSession::current_settings() const {
     out.connections_limit = pack.get_int(lt::settings_pack::connections_limit);
     out.allow_multiple_connections_per_ip =
         pack.get_bool(lt::settings_pack::allow_multiple_connections_per_ip);
+    out.outgoing_interfaces =
+        lossy(pack.get_str(lt::settings_pack::outgoing_interfaces));
     out.user_agent = lossy(pack.get_str(lt::settings_pack::user_agent));
     return out;
   });
@@ -616,6 +620,23 @@ FfiSettings BridgeSession::current_settings() const {
 
 std::uint16_t BridgeSession::listen_port() const {
   return guarded("listen_port", [&] { return impl_->ses->listen_port(); });
+}
+
+void BridgeSession::pause_session() const {
+  guarded("pause_session", [&] { impl_->ses->pause(); });
+}
+
+void BridgeSession::resume_session() const {
+  guarded("resume_session", [&] { impl_->ses->resume(); });
+}
+
+bool BridgeSession::session_paused() const {
+  return guarded("session_paused", [&] { return impl_->ses->is_paused(); });
+}
+
+void BridgeSession::reopen_network_sockets() const {
+  guarded("reopen_network_sockets",
+          [&] { impl_->ses->reopen_network_sockets({}); });
 }
 
 FfiId BridgeSession::add_torrent(FfiAddParams const &params,

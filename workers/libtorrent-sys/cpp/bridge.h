@@ -49,6 +49,10 @@ public:
   void apply_settings(FfiSettings const &settings) const;
   FfiSettings current_settings() const;
   std::uint16_t listen_port() const;
+  void pause_session() const;
+  void resume_session() const;
+  bool session_paused() const;
+  void reopen_network_sockets() const;
   FfiId add_torrent(FfiAddParams const &params,
                     rust::Slice<std::uint8_t const> source) const;
   void remove_torrent(FfiId const &id, bool delete_files) const;

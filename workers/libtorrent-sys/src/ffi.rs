@@ -21,6 +21,7 @@ pub(crate) mod bridge {
         upload_rate_limit: i32,
         connections_limit: i32,
         allow_multiple_connections_per_ip: bool,
+        outgoing_interfaces: String,
         user_agent: String,
     }
 
@@ -254,6 +255,10 @@ pub(crate) mod bridge {
         fn apply_settings(self: &BridgeSession, settings: &FfiSettings) -> Result<()>;
         fn current_settings(self: &BridgeSession) -> Result<FfiSettings>;
         fn listen_port(self: &BridgeSession) -> Result<u16>;
+        fn pause_session(self: &BridgeSession) -> Result<()>;
+        fn resume_session(self: &BridgeSession) -> Result<()>;
+        fn session_paused(self: &BridgeSession) -> Result<bool>;
+        fn reopen_network_sockets(self: &BridgeSession) -> Result<()>;
         fn add_torrent(self: &BridgeSession, params: &FfiAddParams, source: &[u8])
         -> Result<FfiId>;
         fn remove_torrent(self: &BridgeSession, id: &FfiId, delete_files: bool) -> Result<()>;

@@ -81,6 +81,38 @@ impl Session {
             .unwrap_or(0)
     }
 
+    /// Pauses the whole session: every torrent stops transferring and
+    /// announcing and every peer is disconnected, while each torrent keeps
+    /// its own paused/resumed state for [`Self::resume_session`].
+    pub fn pause_session(&self) -> Result<(), Error> {
+        self.ses()?
+            .pause_session()
+            .map_err(|e| Error::from_cxx(&e, None))
+    }
+
+    /// Undoes [`Self::pause_session`]: torrents that were running run again.
+    pub fn resume_session(&self) -> Result<(), Error> {
+        self.ses()?
+            .resume_session()
+            .map_err(|e| Error::from_cxx(&e, None))
+    }
+
+    /// Whether the session is paused by [`Self::pause_session`].
+    pub fn session_paused(&self) -> Result<bool, Error> {
+        self.ses()?
+            .session_paused()
+            .map_err(|e| Error::from_cxx(&e, None))
+    }
+
+    /// Closes and reopens the listen sockets (and the outgoing ones' bind
+    /// addresses) from the current network interfaces, e.g. after a bound
+    /// interface came back.
+    pub fn reopen_network_sockets(&self) -> Result<(), Error> {
+        self.ses()?
+            .reopen_network_sockets()
+            .map_err(|e| Error::from_cxx(&e, None))
+    }
+
     /// Adds a torrent synchronously and returns its id. Adding a torrent
     /// that is already in the session fails with `AlreadyExists`.
     ///
@@ -374,7 +406,10 @@ fn validate_settings(settings: &SessionSettings) -> Result<(), Error> {
     validate_limit("download rate limit", settings.download_rate_limit)?;
     validate_limit("upload rate limit", settings.upload_rate_limit)?;
     validate_limit("connections limit", settings.connections_limit)?;
-    if settings.listen_interfaces.contains('\0') || settings.user_agent.contains('\0') {
+    if settings.listen_interfaces.contains('\0')
+        || settings.outgoing_interfaces.contains('\0')
+        || settings.user_agent.contains('\0')
+    {
         return Err(Error::InvalidArgument(
             "settings strings may not contain NUL".to_owned(),
         ));

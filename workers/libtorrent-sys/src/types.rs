@@ -119,6 +119,11 @@ pub struct SessionSettings {
     /// process's file-descriptor limit.
     pub connections_limit: i32,
     pub allow_multiple_connections_per_ip: bool,
+    /// libtorrent `outgoing_interfaces`: the device names or addresses
+    /// outgoing peer and tracker connections bind to (comma-separated);
+    /// empty lets the routing table choose. A named device that is missing
+    /// makes those connections fail rather than leave through another one.
+    pub outgoing_interfaces: String,
     /// HTTP user agent for trackers and web seeds; empty keeps libtorrent's.
     pub user_agent: String,
 }
@@ -137,6 +142,7 @@ impl Default for SessionSettings {
             upload_rate_limit: 0,
             connections_limit: 0,
             allow_multiple_connections_per_ip: false,
+            outgoing_interfaces: String::new(),
             user_agent: concat!("Revaer/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
     }
@@ -167,6 +173,7 @@ impl SessionSettings {
             upload_rate_limit: s.upload_rate_limit,
             connections_limit: s.connections_limit,
             allow_multiple_connections_per_ip: s.allow_multiple_connections_per_ip,
+            outgoing_interfaces: s.outgoing_interfaces.clone(),
             user_agent: s.user_agent.clone(),
         }
     }
@@ -183,6 +190,7 @@ impl SessionSettings {
             upload_rate_limit: self.upload_rate_limit,
             connections_limit: self.connections_limit,
             allow_multiple_connections_per_ip: self.allow_multiple_connections_per_ip,
+            outgoing_interfaces: self.outgoing_interfaces.clone(),
             user_agent: self.user_agent.clone(),
         }
     }
