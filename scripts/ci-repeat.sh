@@ -46,9 +46,11 @@ for run in $(seq 1 "$runs"); do
     fi
     seconds=$(($(date +%s) - start))
     # Seeds (REVAER_*_SEED=..., schemathesis --seed) and failing test names.
-    notes="$(grep -Eo '(REVAER_[A-Z_]*SEED=[0-9]+|--seed [0-9]+|SCHEMATHESIS_SEED=[0-9]+)' "$log" | sort -u | tr '\n' ' ')"
+    # (`|| true`: a log without seeds is fine, and must not end the loop
+    # under `set -e -o pipefail`.)
+    notes="$({ grep -Eo '(REVAER_[A-Z_]*SEED=[0-9]+|--seed [0-9]+|SCHEMATHESIS_SEED=[0-9]+)' "$log" || true; } | sort -u | tr '\n' ' ')"
     if [[ "$result" == FAIL ]]; then
-        notes="$notes$(grep -E '^\s+FAIL \[' "$log" | sed -E 's/.*\) //' | sort -u | tr '\n' ';')"
+        notes="$notes$({ grep -E '^\s+FAIL \[' "$log" || true; } | sed -E 's/.*\) //' | sort -u | tr '\n' ';')"
         [[ -n "$notes" ]] || notes="$(tail -n 3 "$log" | tr '\n' ' ')"
     fi
     printf '| %s | %s | %s | %s |\n' "$run" "$result" "$seconds" "$notes" >>"$summary"
