@@ -1561,4 +1561,64 @@ pub(crate) mod tests {
         }
         assert!(save_subdir(&"a".repeat(MAX_SAVE_SUBDIR_BYTES + 1)).is_err());
     }
+
+    /// The kill switch of `[engine] interface` (ADR 011): with the bound
+    /// interface missing the session is paused from the start, every
+    /// torrent added says why and the pong reason is set; a live config
+    /// naming an interface that exists lifts it, and naming a missing one
+    /// again engages it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missing_bound_interface_holds_the_session_until_the_config_names_one_that_exists() {
+        let dir = std::env::temp_dir().join(format!("revaer-engine-vpn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut config = loopback_config();
+        config.engine.interface = Some("rvmissing0".to_owned());
+        let engine = Engine::start(&config, dir.join("state"), dir.join("downloads")).unwrap();
+        let reason = engine.degraded().expect("kill switch engaged at start");
+        assert!(reason.contains("rvmissing0 is missing"), "{reason}");
+        assert!(engine.session.session_paused().unwrap());
+        let magnet = "magnet:?xt=urn:btih:1123456789abcdef0123456789abcdef01234567&dn=x";
+        let added = engine
+            .handle(EngineRequest::Add(Box::new(AddTorrent {
+                source: TorrentSource::Magnet(magnet.to_owned()),
+                paused: false,
+                sequential: false,
+                file_priorities: Vec::new(),
+                peers: Vec::new(),
+                save_subdir: None,
+            })))
+            .await;
+        let EngineResponse::Added { id } = added else {
+            panic!("{added:?}");
+        };
+        let stalled = |engine: &Engine| {
+            engine
+                .snapshot()
+                .into_iter()
+                .find(|t| t.id == id)
+                .and_then(|t| t.stalled_reason)
+        };
+        assert_eq!(stalled(&engine).as_deref(), Some(reason.as_str()));
+
+        config.engine.interface = Some("lo".to_owned());
+        engine.apply_config(&config);
+        assert_eq!(engine.degraded(), None);
+        assert!(!engine.session.session_paused().unwrap());
+        assert_eq!(stalled(&engine), None);
+        assert_eq!(
+            engine
+                .session
+                .current_settings()
+                .unwrap()
+                .outgoing_interfaces,
+            "lo"
+        );
+
+        config.engine.interface = Some("rvmissing1".to_owned());
+        engine.apply_config(&config);
+        assert!(engine.degraded().is_some_and(|r| r.contains("rvmissing1")));
+        assert!(engine.session.session_paused().unwrap());
+        engine.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
