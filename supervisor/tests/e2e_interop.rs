@@ -14,6 +14,7 @@
 //! | multi-file, nested dirs | aria2c | both | HTTP |
 //! | single file | aria2c | to Revaer (magnet) | UDP |
 //! | hybrid v1+v2 (BEP 52) | qBittorrent | to Revaer | HTTP |
+//! | hybrid v1+v2, v2 magnet (`urn:btmh:`) | qBittorrent | to Revaer | HTTP |
 //! | v2-only (BEP 52) | qBittorrent | from Revaer | UDP |
 //! | private (BEP 27), nested dirs | Transmission | to Revaer | HTTP |
 //! | single file | Transmission | from Revaer | UDP |
@@ -34,7 +35,7 @@ use std::time::{Duration, Instant};
 use common::bencode;
 use common::clients::{Netns, Qbittorrent, Transmission};
 use common::swarm::{Aria2, Opentracker, Payload, WebSeed};
-use common::{DEADLINE, Daemon, POLL, TempDir};
+use common::{DEADLINE, Daemon, POLL, SseMessage, TempDir};
 use libtorrent_sys::TorrentFormat;
 use serde_json::{Value, json};
 
@@ -88,6 +89,44 @@ impl<'a> Api<'a> {
         let body: Value = resp.json().unwrap();
         assert_eq!(status, 201, "add refused: {body}");
         body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `GET <path>`: status and JSON body.
+    fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .daemon
+            .client()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.key)
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+
+    /// `POST /v1/torrents/{id}/action`; the status.
+    fn action(&self, id: &str, action: &str) -> u16 {
+        self.daemon
+            .client()
+            .post(format!("{}/v1/torrents/{id}/action", self.url))
+            .bearer_auth(&self.key)
+            .json(&json!({ "action": action }))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// The ids `GET /v1/torrents` lists.
+    fn listed_ids(&self) -> Vec<String> {
+        let (status, list) = self.get("/v1/torrents");
+        assert_eq!(status, 200, "{list}");
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     fn detail(&self, id: &str) -> Option<Value> {
@@ -368,6 +407,150 @@ fn revaer_downloads_a_hybrid_torrent_from_qbittorrent() {
         || qbt.torrents().to_string(),
     );
     assert_eq!(done["files"].as_array().unwrap().len(), 3, "{done}");
+    payload.assert_copy_in(&daemon.data.0.join("downloads"), "revaer");
+}
+
+/// The torrent id an SSE message's event is about, if any.
+fn event_torrent(message: &SseMessage) -> Option<&str> {
+    message.data["event"]["torrent"].as_str()
+}
+
+/// Reads `events` until each kind in `want` was seen for torrent `id`, then
+/// for as long as more keep coming within `idle`; returns every message.
+fn read_events(
+    events: &std::sync::mpsc::Receiver<SseMessage>,
+    id: &str,
+    want: &[&str],
+    idle: Duration,
+) -> Vec<SseMessage> {
+    let deadline = Instant::now() + TRANSFER_DEADLINE;
+    let mut seen = Vec::new();
+    let missing = |seen: &[SseMessage]| -> Vec<String> {
+        want.iter()
+            .filter(|kind| {
+                !seen
+                    .iter()
+                    .any(|m| m.event == **kind && event_torrent(m) == Some(id))
+            })
+            .map(|kind| (*kind).to_owned())
+            .collect()
+    };
+    loop {
+        let timeout = if missing(&seen).is_empty() {
+            idle
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
+        match events.recv_timeout(timeout) {
+            Ok(message) => seen.push(message),
+            Err(_) if missing(&seen).is_empty() => return seen,
+            Err(e) => panic!(
+                "events {:?} for {id} not seen ({e}); got: {:#?}",
+                missing(&seen),
+                seen.iter()
+                    .map(|m| (m.id, m.event.as_str(), event_torrent(m)))
+                    .collect::<Vec<_>>()
+            ),
+        }
+    }
+}
+
+/// Asserts that every torrent event in `messages` is about `id`.
+fn assert_all_about(messages: &[SseMessage], id: &str, what: &str) {
+    let others: Vec<_> = messages
+        .iter()
+        .filter(|m| event_torrent(m).is_some_and(|t| t != id))
+        .map(|m| (m.id, m.event.as_str(), event_torrent(m)))
+        .collect();
+    assert!(
+        others.is_empty(),
+        "{what}: events under another id: {others:?}"
+    );
+}
+
+/// Revaer is given only a v2 magnet (`urn:btmh:` with the tracker in
+/// `tr=`) of a hybrid torrent that qBittorrent seeds. The magnet knows only
+/// the v2 hash, so the torrent is added under its truncated v2 id; the
+/// metadata (from qBittorrent, BEP 9) shows a hybrid and brings the v1
+/// hash. Users hold the id the add answered, so the torrent keeps it:
+/// through the download (detail, list, every event, live and in the log),
+/// and after a daemon restart restores it from its resume data, where
+/// commands keep working under it. Before the fix the engine lost track of
+/// it at the metadata (libtorrent reported the v1 id from then on).
+#[test]
+fn revaer_keeps_the_id_of_a_v2_magnet_of_a_hybrid_torrent() {
+    let port = common::swarm::free_port();
+    let url = format!("http://127.0.0.1:{port}/announce");
+    let payload = Payload::build(
+        "btmh-hybrid",
+        &[("x/y/one.bin", (1 << 20) + 4_321), ("two.bin", 500_000)],
+        vec![url.clone()],
+        TorrentFormat::Hybrid,
+        |t| t,
+    );
+    let info = libtorrent_sys::parse_torrent(&payload.torrent).unwrap();
+    let v1 = info.info_hash_v1.clone().unwrap();
+    let v2 = info.info_hash_v2.clone().unwrap();
+    let v2_id = v2[..40].to_owned();
+    assert_ne!(v1, v2_id);
+    assert_eq!(payload.hashes, vec![v1.clone(), v2_id.clone()]);
+    let _tracker = Opentracker::start_on(port, &payload.hash_refs());
+
+    let mut qbt = Qbittorrent::start();
+    qbt.add(&payload.torrent, &payload.dir.0);
+    qbt.wait_seeding("checking the hybrid payload", DEADLINE);
+
+    let mut daemon = Daemon::start();
+    let api = Api::new(&daemon);
+    let live = common::follow_events(&api.url, &api.key, "");
+    let magnet = format!("magnet:?xt=urn:btmh:1220{v2}&tr={}", url_encode(&url));
+    let id = api.add_magnet(&magnet);
+    assert_eq!(id, v2_id, "the add answers the truncated v2 id");
+
+    let done = api.wait_or_show(
+        &id,
+        "download of the hybrid torrent from its v2 magnet",
+        TRANSFER_DEADLINE,
+        |d| d["state"] == "seeding",
+        || qbt.torrents().to_string(),
+    );
+    assert_eq!(done["id"], json!(id), "{done}");
+    assert_eq!(done["has_metadata"], json!(true), "{done}");
+    assert_eq!(done["files"].as_array().unwrap().len(), 2, "{done}");
+    payload.assert_copy_in(&daemon.data.0.join("downloads"), "revaer");
+    assert_eq!(api.listed_ids(), vec![id.clone()]);
+    let want = ["torrent_added", "metadata_received", "completed"];
+    let seen = read_events(&live, &id, &want, Duration::from_millis(500));
+    assert_all_about(&seen, &id, "live SSE");
+    drop(api);
+
+    daemon.restart(&common::bin_dir());
+    let api = Api::new(&daemon);
+    let restored = api.wait(&id, "the restored torrent seeding", DEADLINE, |d| {
+        d["state"] == "seeding" && d["stale"] == json!(false)
+    });
+    assert_eq!(restored["id"], json!(id), "{restored}");
+    assert_eq!(api.listed_ids(), vec![id.clone()], "listed once, same id");
+    let state = daemon.data.0.join("state/engine");
+    assert!(state.join(format!("{id}.resume")).exists());
+    let v1_files: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+        .filter(|name| name.starts_with(&v1))
+        .collect();
+    assert!(
+        v1_files.is_empty(),
+        "state stored under the v1 id: {v1_files:?}"
+    );
+    // The event log, replayed after the restart, names it the same.
+    let replay = common::follow_events(&api.url, &api.key, "?last_event_id=0");
+    let logged = read_events(&replay, &id, &want, Duration::from_millis(500));
+    assert_all_about(&logged, &id, "event log");
+    // Commands work under that id.
+    assert_eq!(api.action(&id, "pause"), 204);
+    api.wait(&id, "paused", DEADLINE, |d| d["state"] == "paused");
+    assert_eq!(api.action(&id, "resume"), 204);
+    api.wait(&id, "seeding again", DEADLINE, |d| d["state"] == "seeding");
     payload.assert_copy_in(&daemon.data.0.join("downloads"), "revaer");
 }
 

@@ -463,6 +463,12 @@ impl Engine {
     /// Loads every stored torrent. Resume data first; if libtorrent refuses
     /// it, it is quarantined and the torrent is re-added from its original
     /// .torrent or magnet (which costs a recheck, not the torrent).
+    ///
+    /// Each comes back under the id its state files are stored under, the
+    /// one it was added under: resume data with metadata knows both hashes
+    /// of a hybrid torrent, so one added by a `urn:btmh:` magnet would
+    /// otherwise return under its v1 hash, a different torrent to the
+    /// API and to its users.
     fn restore(&self) {
         let (stored, quarantined) = match self.store.load_all() {
             Ok(found) => found,
@@ -492,6 +498,7 @@ impl Engine {
                 let mut params =
                     lt::AddTorrentParams::new(lt::TorrentSource::ResumeData(resume), "");
                 params.auto_managed = false;
+                params.id = Some(to_lt(id));
                 match self.session.add_torrent(&params) {
                     Ok(_) => added = true,
                     Err(e) => {
@@ -514,6 +521,7 @@ impl Engine {
                 if let Some(source) = source {
                     let mut params = lt::AddTorrentParams::new(source, &self.downloads);
                     params.auto_managed = false;
+                    params.id = Some(to_lt(id));
                     match self.session.add_torrent(&params) {
                         Ok(_) => added = true,
                         Err(e) => {
@@ -976,6 +984,8 @@ impl Engine {
         params.sequential = add.sequential;
         params.file_priorities = add.file_priorities;
         params.peers = add.peers;
+        // The id the state files are stored under, for the torrent's life.
+        params.id = Some(to_lt(id));
         match self.session.add_torrent(&params) {
             Ok(added) => {
                 let id = to_ipc(added);

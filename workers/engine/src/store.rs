@@ -2,6 +2,12 @@
 //! `.torrent` (or magnet link) it was added from and libtorrent's latest
 //! resume data.
 //!
+//! Files are named by the torrent's id, the one it was added under, which
+//! it keeps for good (a hybrid torrent added by a `urn:btmh:` magnet stays
+//! under its truncated v2 hash after its metadata shows the v1 hash). On
+//! restore the engine hands that id back to libtorrent with the resume
+//! data, so the torrent returns under the name its files have.
+//!
 //! Every write is atomic — temp file, fsync, rename, fsync of the directory —
 //! so a `kill -9` or power cut leaves either the old or the new file, never a
 //! torn one. Loading never fails as a whole: a file that cannot be read or is

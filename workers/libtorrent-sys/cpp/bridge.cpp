@@ -40,6 +40,7 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <mutex>
 #include <new>
 #include <stdexcept>
@@ -52,11 +53,35 @@ namespace lt = libtorrent;
 namespace revaer {
 namespace ltb {
 
+// A torrent known by its truncated v2 hash although it may have a v1 hash
+// (see id_in()).
+struct V2Id {
+  // The torrent is in the session (or being added).
+  bool live = false;
+  // Alerts still to come about it after remove_torrent(): the removal, and
+  // the deletion of its files when asked for. They carry its id too.
+  int departing = 0;
+};
+
+// Keyed by the full v2 info-hash (which such a torrent always has).
+using V2Ids = std::map<lt::sha256_hash, V2Id>;
+
 struct BridgeSession::Impl {
   std::unique_ptr<lt::session> ses;
   // Serialises pop_alerts(): alert pointers are valid only until the next
   // pop_alerts() call, and we read them while converting.
   std::mutex alert_mutex;
+  // Serialises add_torrent(): its duplicate check, the id bookkeeping and
+  // the add itself happen as one step.
+  std::mutex add_mutex;
+  // Guards v2_ids. Never held while waiting on libtorrent's network
+  // thread, except by pop_alerts() around alert conversion (which reads
+  // only alert memory and handle fields).
+  std::mutex ids_mutex;
+  V2Ids v2_ids;
+
+  // The torrent's id (id_in()), taking ids_mutex.
+  FfiId id(lt::info_hash_t const &ih);
 };
 
 namespace {
@@ -140,19 +165,41 @@ std::string to_hex(char const *data, std::size_t len) {
   return out;
 }
 
-// Torrent id: the v1 info-hash, or the v2 hash truncated to 20 bytes for
-// v2-only torrents. The session indexes every torrent under both its v1
-// hash and its truncated v2 hash, so find_torrent() accepts either.
-FfiId id_of(lt::info_hash_t const &ih) {
+FfiId to_id(lt::sha1_hash const &h) {
   FfiId id{};
-  lt::sha1_hash h;
-  if (ih.has_v1()) {
-    h = ih.v1;
-  } else if (ih.has_v2()) {
-    h = ih.get(lt::protocol_version::V2);
-  }
   std::memcpy(id.bytes.data(), h.data(), id.bytes.size());
   return id;
+}
+
+// The default id of a set of info-hashes: the v1 info-hash, or the v2 hash
+// truncated to 20 bytes when there is no v1 hash (v2-only torrents, and
+// `urn:btmh:` magnets before their metadata). The session indexes every
+// torrent under both its v1 hash and its truncated v2 hash, so
+// find_torrent() accepts either.
+FfiId id_of(lt::info_hash_t const &ih) {
+  if (ih.has_v1()) {
+    return to_id(ih.v1);
+  }
+  if (ih.has_v2()) {
+    return to_id(ih.get(lt::protocol_version::V2));
+  }
+  return FfiId{};
+}
+
+// The id of a torrent in the session. The rule: a torrent keeps the id it
+// was added under for its whole life, in every status, alert and list.
+// That is id_of() of what the add knew, or the id the add asked for
+// (FfiAddParams::id: resume data re-added under the id it was stored
+// under). id_of() alone is not enough: when the metadata of a v2
+// (`urn:btmh:`) magnet shows a hybrid torrent, libtorrent's info_hashes
+// gain the v1 hash and id_of() would switch to it. So the torrents added
+// under their truncated v2 hash have an entry in `ids` (see V2Id) and keep
+// it. The caller holds Impl::ids_mutex.
+FfiId id_in(V2Ids const &ids, lt::info_hash_t const &ih) {
+  if (ih.has_v2() && ids.count(ih.v2) != 0) {
+    return to_id(ih.get(lt::protocol_version::V2));
+  }
+  return id_of(ih);
 }
 
 lt::info_hash_t hashes_of(lt::add_torrent_params const &atp) {
@@ -276,9 +323,10 @@ lt::settings_pack to_pack(FfiSettings const &s) {
   return pack;
 }
 
-FfiStatus status_to_ffi(lt::torrent_status const &st) {
+// `id`: the torrent's id (id_in()).
+FfiStatus status_to_ffi(lt::torrent_status const &st, FfiId const &id) {
   FfiStatus out{};
-  out.id = id_of(st.info_hashes);
+  out.id = id;
   out.name = lossy(st.name);
   out.state = static_cast<std::int32_t>(st.state);
   out.paused = bool(st.flags & lt::torrent_flags::paused);
@@ -351,6 +399,18 @@ FfiTorrentInfo info_to_ffi(lt::torrent_info const &ti) {
   return out;
 }
 
+// The torrent in the session under either of these hashes, if any.
+lt::torrent_handle find_any(lt::session &ses, lt::info_hash_t const &ih) {
+  lt::torrent_handle h;
+  if (ih.has_v1()) {
+    h = ses.find_torrent(ih.v1);
+  }
+  if (!h.is_valid() && ih.has_v2()) {
+    h = ses.find_torrent(ih.get(lt::protocol_version::V2));
+  }
+  return h;
+}
+
 lt::torrent_handle find(lt::session &ses, FfiId const &id) {
   lt::torrent_handle h = ses.find_torrent(to_sha1(id));
   if (!h.is_valid()) {
@@ -385,10 +445,28 @@ FfiAlert make_alert(FfiAlertKind kind) {
   return out;
 }
 
-FfiAlert torrent_alert(FfiAlertKind kind, lt::torrent_alert const &a) {
+FfiAlert torrent_alert(FfiAlertKind kind, lt::torrent_alert const &a,
+                       V2Ids const &ids) {
   FfiAlert out = make_alert(kind);
-  out.id = id_of(a.handle.info_hashes());
+  out.id = id_in(ids, a.handle.info_hashes());
   return out;
+}
+
+// The id of a torrent that left the session, for the alerts that follow
+// its removal (they carry its info-hashes; the handle is gone). The last of
+// them forgets its v2 id.
+FfiId departed_id(V2Ids &ids, lt::info_hash_t const &ih) {
+  FfiId const id = id_in(ids, ih);
+  if (ih.has_v2()) {
+    auto const it = ids.find(ih.v2);
+    if (it != ids.end() && it->second.departing > 0) {
+      --it->second.departing;
+      if (!it->second.live && it->second.departing == 0) {
+        ids.erase(it);
+      }
+    }
+  }
+  return id;
 }
 
 FfiAlert other_alert(char const *what, std::string const &message) {
@@ -409,12 +487,13 @@ std::string with_op(lt::error_code const &ec, lt::operation_t op) {
 //   has_error + detail: AddTorrent error; text: url / file / address /
 //   error message; detail: secondary message; data: SaveResumeData;
 //   statuses: StateUpdate; counters: SessionStats.
-FfiAlert convert_alert(lt::alert const *a) {
+// Torrent ids follow id_in(); the caller holds Impl::ids_mutex for `ids`.
+FfiAlert convert_alert(lt::alert const *a, V2Ids &ids) {
   using K = FfiAlertKind;
   if (auto const *p = lt::alert_cast<lt::add_torrent_alert>(a)) {
     FfiAlert out = make_alert(K::AddTorrent);
-    out.id = p->handle.is_valid() ? id_of(p->handle.info_hashes())
-                                  : id_of(hashes_of(p->params));
+    out.id = p->handle.is_valid() ? id_in(ids, p->handle.info_hashes())
+                                  : id_in(ids, hashes_of(p->params));
     if (p->error) {
       out.has_error = true;
       out.detail = lossy(p->error.message());
@@ -422,41 +501,41 @@ FfiAlert convert_alert(lt::alert const *a) {
     return out;
   }
   if (auto const *p = lt::alert_cast<lt::metadata_received_alert>(a)) {
-    return torrent_alert(K::MetadataReceived, *p);
+    return torrent_alert(K::MetadataReceived, *p, ids);
   }
   if (auto const *p = lt::alert_cast<lt::state_changed_alert>(a)) {
-    FfiAlert out = torrent_alert(K::StateChanged, *p);
+    FfiAlert out = torrent_alert(K::StateChanged, *p, ids);
     out.state = static_cast<std::int32_t>(p->state);
     out.prev_state = static_cast<std::int32_t>(p->prev_state);
     return out;
   }
   if (auto const *p = lt::alert_cast<lt::torrent_finished_alert>(a)) {
-    return torrent_alert(K::TorrentFinished, *p);
+    return torrent_alert(K::TorrentFinished, *p, ids);
   }
   if (auto const *p = lt::alert_cast<lt::torrent_paused_alert>(a)) {
-    return torrent_alert(K::TorrentPaused, *p);
+    return torrent_alert(K::TorrentPaused, *p, ids);
   }
   if (auto const *p = lt::alert_cast<lt::torrent_resumed_alert>(a)) {
-    return torrent_alert(K::TorrentResumed, *p);
+    return torrent_alert(K::TorrentResumed, *p, ids);
   }
   if (auto const *p = lt::alert_cast<lt::torrent_removed_alert>(a)) {
     FfiAlert out = make_alert(K::TorrentRemoved);
-    out.id = id_of(p->info_hashes);
+    out.id = departed_id(ids, p->info_hashes);
     return out;
   }
   if (auto const *p = lt::alert_cast<lt::torrent_deleted_alert>(a)) {
     FfiAlert out = make_alert(K::TorrentDeleted);
-    out.id = id_of(p->info_hashes);
+    out.id = departed_id(ids, p->info_hashes);
     return out;
   }
   if (auto const *p = lt::alert_cast<lt::torrent_delete_failed_alert>(a)) {
     FfiAlert out = make_alert(K::TorrentDeleteFailed);
-    out.id = id_of(p->info_hashes);
+    out.id = departed_id(ids, p->info_hashes);
     out.text = lossy(p->error.message());
     return out;
   }
   if (auto const *p = lt::alert_cast<lt::torrent_error_alert>(a)) {
-    FfiAlert out = torrent_alert(K::TorrentError, *p);
+    FfiAlert out = torrent_alert(K::TorrentError, *p, ids);
     std::string msg = p->error.message();
     std::string const file = p->filename();
     if (!file.empty()) {
@@ -466,24 +545,24 @@ FfiAlert convert_alert(lt::alert const *a) {
     return out;
   }
   if (auto const *p = lt::alert_cast<lt::file_error_alert>(a)) {
-    FfiAlert out = torrent_alert(K::FileError, *p);
+    FfiAlert out = torrent_alert(K::FileError, *p, ids);
     out.text = lossy(p->filename());
     out.detail = lossy(with_op(p->error, p->op));
     return out;
   }
   if (auto const *p = lt::alert_cast<lt::tracker_announce_alert>(a)) {
-    FfiAlert out = torrent_alert(K::TrackerAnnounce, *p);
+    FfiAlert out = torrent_alert(K::TrackerAnnounce, *p, ids);
     out.text = lossy(p->tracker_url());
     return out;
   }
   if (auto const *p = lt::alert_cast<lt::tracker_reply_alert>(a)) {
-    FfiAlert out = torrent_alert(K::TrackerReply, *p);
+    FfiAlert out = torrent_alert(K::TrackerReply, *p, ids);
     out.text = lossy(p->tracker_url());
     out.number = p->num_peers;
     return out;
   }
   if (auto const *p = lt::alert_cast<lt::tracker_error_alert>(a)) {
-    FfiAlert out = torrent_alert(K::TrackerError, *p);
+    FfiAlert out = torrent_alert(K::TrackerError, *p, ids);
     out.state = tracker_error_class(*p);
     out.text = lossy(p->tracker_url());
     std::string msg = p->error.message();
@@ -496,12 +575,12 @@ FfiAlert convert_alert(lt::alert const *a) {
     return out;
   }
   if (auto const *p = lt::alert_cast<lt::save_resume_data_alert>(a)) {
-    FfiAlert out = torrent_alert(K::SaveResumeData, *p);
+    FfiAlert out = torrent_alert(K::SaveResumeData, *p, ids);
     out.data = to_rust_bytes(lt::write_resume_data_buf(p->params));
     return out;
   }
   if (auto const *p = lt::alert_cast<lt::save_resume_data_failed_alert>(a)) {
-    FfiAlert out = torrent_alert(K::SaveResumeDataFailed, *p);
+    FfiAlert out = torrent_alert(K::SaveResumeDataFailed, *p, ids);
     out.text = lossy(p->error.message());
     return out;
   }
@@ -509,7 +588,7 @@ FfiAlert convert_alert(lt::alert const *a) {
     FfiAlert out = make_alert(K::StateUpdate);
     out.statuses.reserve(p->status.size());
     for (lt::torrent_status const &st : p->status) {
-      out.statuses.push_back(status_to_ffi(st));
+      out.statuses.push_back(status_to_ffi(st, id_in(ids, st.info_hashes)));
     }
     return out;
   }
@@ -542,12 +621,12 @@ FfiAlert convert_alert(lt::alert const *a) {
     return out;
   }
   if (auto const *p = lt::alert_cast<lt::hash_failed_alert>(a)) {
-    FfiAlert out = torrent_alert(K::HashFailed, *p);
+    FfiAlert out = torrent_alert(K::HashFailed, *p, ids);
     out.number = static_cast<std::int32_t>(p->piece_index);
     return out;
   }
   if (auto const *p = lt::alert_cast<lt::fastresume_rejected_alert>(a)) {
-    FfiAlert out = torrent_alert(K::FastresumeRejected, *p);
+    FfiAlert out = torrent_alert(K::FastresumeRejected, *p, ids);
     std::string msg = with_op(p->error, p->op);
     std::string const file = p->file_path();
     if (!file.empty()) {
@@ -560,11 +639,11 @@ FfiAlert convert_alert(lt::alert const *a) {
     // prioritize_files() completes on the disk thread; until this alert,
     // get_file_priorities() still returns the old priorities.
     if (p->error) {
-      FfiAlert out = torrent_alert(K::FileError, *p);
+      FfiAlert out = torrent_alert(K::FileError, *p, ids);
       out.detail = lossy(with_op(p->error, p->op));
       return out;
     }
-    return torrent_alert(K::FilePrioritiesUpdated, *p);
+    return torrent_alert(K::FilePrioritiesUpdated, *p, ids);
   }
   return other_alert(a->what(), a->message());
 }
@@ -572,6 +651,11 @@ FfiAlert convert_alert(lt::alert const *a) {
 } // namespace
 
 // ---------------------------------------------------------- BridgeSession --
+
+FfiId BridgeSession::Impl::id(lt::info_hash_t const &ih) {
+  std::lock_guard<std::mutex> const lock(ids_mutex);
+  return id_in(v2_ids, ih);
+}
 
 BridgeSession::BridgeSession(std::unique_ptr<Impl> impl)
     : impl_(std::move(impl)) {}
@@ -715,25 +799,91 @@ FfiId BridgeSession::add_torrent(FfiAddParams const &params,
       }
     }
 
-    FfiId const id = id_of(hashes_of(atp));
+    // The id the torrent keeps (see id_in()): the default one of what the
+    // add knows, or the one asked for, which must be one of its two hashes.
+    lt::info_hash_t const ih = hashes_of(atp);
+    FfiId id = id_of(ih);
+    bool by_v2 = !ih.has_v1();
+    if (params.has_id) {
+      if (ih.has_v1() && to_id(ih.v1).bytes == params.id.bytes) {
+        by_v2 = false;
+      } else if (ih.has_v2() &&
+                 to_id(ih.get(lt::protocol_version::V2)).bytes ==
+                     params.id.bytes) {
+        by_v2 = true;
+      } else {
+        fail(kInvalidArgument, "",
+             "id " + hex_of(params.id) +
+                 " is neither the v1 nor the truncated v2 info-hash of the "
+                 "torrent");
+      }
+      id = params.id;
+    }
+
+    std::lock_guard<std::mutex> const adding(impl_->add_mutex);
+    // Checked here rather than left to libtorrent: the bookkeeping below
+    // must not touch the id of a torrent already in the session.
+    if (find_any(*impl_->ses, ih).is_valid()) {
+      fail(kDuplicate, "", hex_of(id));
+    }
+    // Before the add: pop_alerts() on another thread may convert the
+    // torrent's first alerts before add_torrent() returns.
+    if (ih.has_v2()) {
+      std::lock_guard<std::mutex> const lock(impl_->ids_mutex);
+      if (by_v2) {
+        impl_->v2_ids[ih.v2].live = true;
+      } else {
+        // A left-over entry of an earlier torrent with the same hashes
+        // (alerts of its removal still to come then carry the default id:
+        // the torrent in the session wins).
+        impl_->v2_ids.erase(ih.v2);
+      }
+    }
+    auto const forget = [&] {
+      if (by_v2 && ih.has_v2()) {
+        std::lock_guard<std::mutex> const lock(impl_->ids_mutex);
+        auto const it = impl_->v2_ids.find(ih.v2);
+        if (it != impl_->v2_ids.end()) {
+          it->second.live = false;
+          if (it->second.departing == 0) {
+            impl_->v2_ids.erase(it);
+          }
+        }
+      }
+    };
     lt::error_code ec;
     lt::torrent_handle const h = impl_->ses->add_torrent(std::move(atp), ec);
     if (ec) {
+      forget();
       if (is_code(ec, lt::errors::duplicate_torrent)) {
         fail(kDuplicate, ec.category().name(), hex_of(id));
       }
       fail_code(kLibtorrent, ec);
     }
     if (!h.is_valid()) {
+      forget();
       fail(kLibtorrent, "", "add_torrent returned an invalid handle");
     }
-    return id_of(h.info_hashes());
+    return id;
   });
 }
 
 void BridgeSession::remove_torrent(FfiId const &id, bool delete_files) const {
   guarded("remove_torrent", [&] {
     lt::torrent_handle const h = find(*impl_->ses, id);
+    // A torrent known by its v2 id keeps it in the alerts that follow the
+    // removal (see departed_id()). Counted before the removal is posted, so
+    // that none of them can be converted first; the entry keeps the id
+    // until the last of them (and for good if the removal never happens).
+    lt::info_hash_t const ih = h.info_hashes();
+    if (ih.has_v2()) {
+      std::lock_guard<std::mutex> const lock(impl_->ids_mutex);
+      auto const it = impl_->v2_ids.find(ih.v2);
+      if (it != impl_->v2_ids.end() && it->second.live) {
+        it->second.live = false;
+        it->second.departing += delete_files ? 2 : 1;
+      }
+    }
     impl_->ses->remove_torrent(h, delete_files ? lt::session::delete_files
                                                : lt::remove_flags_t{});
   });
@@ -851,10 +1001,11 @@ rust::Vec<std::int64_t> BridgeSession::file_progress(FfiId const &id) const {
 FfiStatus BridgeSession::status(FfiId const &id) const {
   return guarded("status", [&] {
     lt::torrent_handle const h = find(*impl_->ses, id);
-    return status_to_ffi(
+    lt::torrent_status const st =
         h.status(lt::torrent_handle::query_name |
                  lt::torrent_handle::query_save_path |
-                 lt::torrent_handle::query_accurate_download_counters));
+                 lt::torrent_handle::query_accurate_download_counters);
+    return status_to_ffi(st, impl_->id(st.info_hashes));
   });
 }
 
@@ -950,15 +1101,20 @@ FfiTorrentInfo BridgeSession::torrent_info(FfiId const &id) const {
     if (!ti) {
       return FfiTorrentInfo{};
     }
-    return info_to_ffi(*ti);
+    FfiTorrentInfo out = info_to_ffi(*ti);
+    out.id = impl_->id(ti->info_hashes());
+    return out;
   });
 }
 
 rust::Vec<FfiId> BridgeSession::torrents() const {
   return guarded("torrents", [&] {
+    std::vector<lt::torrent_handle> const handles = impl_->ses->get_torrents();
     rust::Vec<FfiId> out;
-    for (lt::torrent_handle const &h : impl_->ses->get_torrents()) {
-      out.push_back(id_of(h.info_hashes()));
+    out.reserve(handles.size());
+    std::lock_guard<std::mutex> const lock(impl_->ids_mutex);
+    for (lt::torrent_handle const &h : handles) {
+      out.push_back(id_in(impl_->v2_ids, h.info_hashes()));
     }
     return out;
   });
@@ -1005,10 +1161,11 @@ rust::Vec<FfiAlert> BridgeSession::pop_alerts() const {
     impl_->ses->pop_alerts(&alerts);
     rust::Vec<FfiAlert> out;
     out.reserve(alerts.size());
+    std::lock_guard<std::mutex> const ids_lock(impl_->ids_mutex);
     for (lt::alert const *a : alerts) {
       // One bad alert must not lose the rest of the batch.
       try {
-        out.push_back(convert_alert(a));
+        out.push_back(convert_alert(a, impl_->v2_ids));
       } catch (std::exception const &e) {
         out.push_back(other_alert("revaer_alert_conversion_error",
                                   std::string(a->what()) + ": " + e.what()));

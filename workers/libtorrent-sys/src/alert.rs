@@ -6,6 +6,10 @@
 //! tracker and `performance_warning`. `SessionStats` has no category and always
 //! arrives. Anything the mask lets through that has no variant of its own
 //! becomes `Alert::Other`.
+//!
+//! Every torrent alert names the torrent by the id it was added under (see
+//! `TorrentId`), also after its metadata brought another info-hash and in
+//! the alerts that follow its removal.
 
 use crate::ffi::bridge::{FfiAlert, FfiAlertKind};
 use crate::types::{TorrentId, TorrentState, TorrentStatus};

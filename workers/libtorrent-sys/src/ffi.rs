@@ -25,7 +25,8 @@ pub(crate) mod bridge {
         user_agent: String,
     }
 
-    /// A torrent id: v1 info-hash, or the truncated v2 hash of v2-only torrents.
+    /// A torrent id: v1 info-hash, or the truncated v2 hash of torrents added
+    /// without a v1 hash (see `crate::TorrentId`).
     #[derive(Clone, Copy)]
     struct FfiId {
         bytes: [u8; 20],
@@ -56,6 +57,10 @@ pub(crate) mod bridge {
         upload_limit: i32,
         peers: Vec<FfiEndpoint>,
         trackers: Vec<String>,
+        /// When set, `id` is the id the torrent is to keep (its v1 hash or
+        /// its truncated v2 hash); otherwise the default one.
+        has_id: bool,
+        id: FfiId,
     }
 
     struct FfiLimits {

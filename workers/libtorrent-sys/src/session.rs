@@ -114,11 +114,20 @@ impl Session {
     }
 
     /// Adds a torrent synchronously and returns its id. Adding a torrent
-    /// that is already in the session fails with `AlreadyExists`.
+    /// that is already in the session (under either of its hashes) fails
+    /// with `AlreadyExists`.
     ///
-    /// A `urn:btmh:` (v2) magnet yields the truncated v2 id; if the metadata
-    /// then shows a hybrid torrent, statuses and alerts carry the v1 id from
-    /// then on, and both ids keep working for every call.
+    /// The id is the v1 info-hash when the source knows it, else the v2
+    /// info-hash truncated to 20 bytes, or [`AddTorrentParams::id`] when
+    /// given. The torrent keeps that id for as long as it is in the
+    /// session: every status, alert, [`Self::torrents`] and
+    /// [`Self::torrent_info`] carries it. In particular a `urn:btmh:` (v2)
+    /// magnet of a hybrid torrent stays under its truncated v2 id when the
+    /// metadata brings the v1 hash. Every call accepts either hash.
+    ///
+    /// Resume data saved with metadata knows both hashes: to re-add it
+    /// under the id the torrent had, pass that id in
+    /// [`AddTorrentParams::id`].
     pub fn add_torrent(&self, params: &AddTorrentParams) -> Result<TorrentId, Error> {
         let (kind, source): (bridge::FfiSourceKind, &[u8]) = match &params.source {
             TorrentSource::Magnet(uri) => {
@@ -158,6 +167,8 @@ impl Session {
             upload_limit: params.upload_limit,
             peers: params.peers.iter().map(endpoint).collect(),
             trackers: params.trackers.clone(),
+            has_id: params.id.is_some(),
+            id: params.id.unwrap_or(TorrentId::new([0; 20])).to_ffi(),
         };
         self.ses()?
             .add_torrent(&ffi_params, source)

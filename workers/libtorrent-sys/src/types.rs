@@ -9,9 +9,13 @@ use std::str::FromStr;
 
 use crate::ffi::bridge;
 
-/// A torrent's id: its v1 info-hash, or for v2-only torrents its v2 info-hash
-/// (SHA-256) truncated to 20 bytes. libtorrent's session indexes every
-/// torrent under both, so either form finds it.
+/// A torrent's id: its v1 info-hash, or, when it was added without one (a
+/// v2-only torrent, a `urn:btmh:` magnet), its v2 info-hash (SHA-256)
+/// truncated to 20 bytes. A torrent keeps the id it was added under for its
+/// whole life in a session: a `urn:btmh:` magnet of a hybrid torrent stays
+/// under its truncated v2 id after the metadata shows the v1 hash (see
+/// `Session::add_torrent`). libtorrent's session indexes every torrent
+/// under both hashes, so either form finds it.
 ///
 /// Displays and parses as 40 hex digits (displayed lowercase; parsing also
 /// accepts uppercase).
@@ -246,6 +250,14 @@ pub struct AddTorrentParams {
     pub peers: Vec<SocketAddr>,
     /// Trackers added to those of the source.
     pub trackers: Vec<String>,
+    /// The id the torrent is to keep, instead of the default one (the v1
+    /// info-hash if the source knows it, else the truncated v2 one). It must
+    /// be one of the torrent's two hashes, else the add fails with
+    /// `InvalidArgument`. For re-adding [`TorrentSource::ResumeData`] under
+    /// the id the torrent had: resume data with metadata knows both hashes,
+    /// so by default a hybrid torrent first added by a `urn:btmh:` magnet
+    /// would come back under its v1 id.
+    pub id: Option<TorrentId>,
 }
 
 impl AddTorrentParams {
@@ -263,6 +275,7 @@ impl AddTorrentParams {
             upload_limit: 0,
             peers: Vec::new(),
             trackers: Vec::new(),
+            id: None,
         }
     }
 }

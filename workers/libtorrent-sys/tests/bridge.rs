@@ -9,6 +9,7 @@
 // allow-*-in-tests settings; in this file a panic is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -211,11 +212,12 @@ impl Peer {
             }
             false
         });
-        // Alerts name the torrent by its current id (see the btmh test).
-        let current = self.status(id).id;
+        // Alerts name the torrent by the id it was added under, whichever
+        // hash `id` is (see the btmh test).
+        let added_as = self.status(id).id;
         self.wait_for_alert(
             "TorrentFinished",
-            |a| matches!(a, Alert::TorrentFinished { id: got } if *got == current),
+            |a| matches!(a, Alert::TorrentFinished { id: got } if *got == added_as),
         );
     }
 
@@ -687,35 +689,179 @@ fn session_stats_match_the_metric_names_and_listen_port_is_real() {
     ));
 }
 
-/// A v2 magnet (`urn:btmh:`) only knows the v2 hash, so the torrent starts
-/// under its truncated v2 id; once metadata shows it is hybrid, libtorrent
-/// reports the v1 id (what `TorrentId` means for hybrids) and the session
-/// finds it under both.
-#[test]
-fn v2_magnet_of_a_hybrid_torrent_reports_the_v1_id_after_metadata() {
-    let fx = Fixture::new("btmh", TorrentFormat::Hybrid);
-    let seed = Peer::seed(&fx);
-    let v2 = fx.info.info_hash_v2.clone().unwrap();
-    let v1_id = fx.id();
-    let v2_id: TorrentId = v2[..40].parse().unwrap();
-    let uri = format!("magnet:?xt=urn:btmh:1220{v2}");
-    assert_eq!(parse_magnet(&uri).unwrap().id, v2_id);
+/// Every torrent id the alerts in `log` carry, status updates included.
+fn ids_in(log: &[Alert]) -> BTreeSet<TorrentId> {
+    log.iter()
+        .flat_map(|a| match a {
+            Alert::StateUpdate(statuses) => statuses.iter().map(|s| s.id).collect(),
+            other => other.torrent_id().into_iter().collect::<Vec<_>>(),
+        })
+        .collect()
+}
 
-    let dest = tempfile::tempdir().unwrap();
+/// Asks for a status update and returns the ids it reports.
+fn updated_ids(peer: &mut Peer) -> Vec<TorrentId> {
+    let mark = peer.log.len();
+    peer.session.post_torrent_updates();
+    peer.wait_until("StateUpdate", |p| {
+        p.log[mark..]
+            .iter()
+            .any(|a| matches!(a, Alert::StateUpdate(_)))
+    });
+    peer.log[mark..]
+        .iter()
+        .filter_map(|a| match a {
+            Alert::StateUpdate(statuses) => Some(statuses.iter().map(|s| s.id)),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// The truncated v2 hash of a hybrid fixture as a `TorrentId`.
+fn v2_id_of(fx: &Fixture) -> TorrentId {
+    fx.info.info_hash_v2.as_ref().unwrap()[..40]
+        .parse()
+        .unwrap()
+}
+
+/// Downloads `fx` from `seed` by its v2 magnet `uri` into `dest`, checking
+/// that the torrent keeps its truncated v2 id when the metadata brings the
+/// v1 hash; returns its resume data.
+fn fetch_by_v2_magnet(fx: &Fixture, seed: &Peer, uri: &str, dest: &Path) -> Vec<u8> {
+    let (v1_id, v2_id) = (fx.id(), v2_id_of(fx));
     let mut leech = Peer::new();
     let id = leech.add(&AddTorrentParams::new(
-        TorrentSource::Magnet(uri),
-        dest.path(),
+        TorrentSource::Magnet(uri.to_owned()),
+        dest,
     ));
     assert_eq!(id, v2_id);
     assert_eq!(leech.status(&v2_id).id, v2_id);
     assert_eq!(leech.session.status(&v1_id), Err(Error::NotFound(v1_id)));
 
     leech.download_from(&id, seed.addr());
-    assert_eq!(leech.status(&v2_id).id, v1_id);
-    assert_eq!(leech.status(&v1_id).id, v1_id);
-    assert_eq!(leech.session.torrents().unwrap(), vec![v1_id]);
-    fx.assert_copied(dest.path(), &[]);
+    leech.wait_until("leech to seed", |p| p.status(&id).is_seeding);
+    fx.assert_copied(dest, &[]);
+    // libtorrent knows the v1 hash now (it finds the torrent by it) ...
+    assert_eq!(leech.status(&v1_id).id, v2_id);
+    assert_eq!(leech.status(&v2_id).id, v2_id);
+    assert_eq!(leech.session.torrents().unwrap(), vec![v2_id]);
+    let info = leech.session.torrent_info(&v1_id).unwrap().unwrap();
+    assert_eq!(info.id, v2_id);
+    assert_eq!(
+        info.info_hash_v1.as_deref(),
+        Some(&*v1_id.to_string()),
+        "the metadata is the hybrid's"
+    );
+    assert_eq!(updated_ids(&mut leech), vec![v2_id]);
+    // ... and every alert about it names it by the id it was added under.
+    for (what, alert) in [
+        (
+            "AddTorrent",
+            Alert::AddTorrent {
+                id: v2_id,
+                error: None,
+            },
+        ),
+        ("MetadataReceived", Alert::MetadataReceived { id: v2_id }),
+        ("TorrentFinished", Alert::TorrentFinished { id: v2_id }),
+    ] {
+        assert!(leech.log.contains(&alert), "no {what}: {:#?}", leech.log);
+    }
+    leech.session.save_resume_data(&v1_id).unwrap();
+    let saved = leech.wait_for_alert("SaveResumeData", |a| {
+        matches!(
+            a,
+            Alert::SaveResumeData { .. } | Alert::SaveResumeDataFailed { .. }
+        )
+    });
+    assert_eq!(ids_in(&leech.log), BTreeSet::from([v2_id]));
+    match saved {
+        Alert::SaveResumeData { data, .. } => data,
+        other => panic!("save_resume_data failed: {other:?}"),
+    }
+}
+
+/// A v2 magnet (`urn:btmh:`) only knows the v2 hash, so the torrent is added
+/// under its truncated v2 id. The metadata shows a hybrid torrent and
+/// libtorrent learns its v1 hash; the torrent keeps the id it was added
+/// under all the same — in statuses, status updates, alerts, `torrents()`
+/// and its metadata — and keeps it when its resume data (which knows both
+/// hashes) is re-added under that id in a fresh session, through to the
+/// alerts of its removal. Both hashes find it.
+#[test]
+fn v2_magnet_of_a_hybrid_torrent_keeps_its_truncated_v2_id() {
+    let fx = Fixture::new("btmh", TorrentFormat::Hybrid);
+    let seed = Peer::seed(&fx);
+    let v2 = fx.info.info_hash_v2.clone().unwrap();
+    let v1_id = fx.id();
+    let v2_id = v2_id_of(&fx);
+    assert_ne!(v1_id, v2_id);
+    let uri = format!("magnet:?xt=urn:btmh:1220{v2}");
+    assert_eq!(parse_magnet(&uri).unwrap().id, v2_id);
+
+    let dest = tempfile::tempdir().unwrap();
+    let data = fetch_by_v2_magnet(&fx, &seed, &uri, dest.path());
+
+    // Control: resume data with metadata knows both hashes, so re-added
+    // without an id it comes back under the default one, the v1 hash.
+    {
+        let other = Peer::new();
+        let plain = AddTorrentParams::new(TorrentSource::ResumeData(data.clone()), PathBuf::new());
+        assert_eq!(other.add(&plain), v1_id);
+        assert_eq!(other.session.torrents().unwrap(), vec![v1_id]);
+        // An id that is neither of its hashes is refused.
+        let wrong = AddTorrentParams {
+            id: Some(TorrentId::new([0xab; 20])),
+            ..plain
+        };
+        assert!(matches!(
+            other.session.add_torrent(&wrong),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    // A fresh session, as after a restart: re-added under the id it had.
+    let mut again = Peer::new();
+    let params = AddTorrentParams {
+        id: Some(v2_id),
+        ..AddTorrentParams::new(TorrentSource::ResumeData(data), PathBuf::new())
+    };
+    assert_eq!(again.add(&params), v2_id);
+    assert_eq!(again.status(&v1_id).id, v2_id);
+    assert_eq!(again.status(&v2_id).id, v2_id);
+    assert_eq!(again.session.torrents().unwrap(), vec![v2_id]);
+    assert_eq!(
+        again.session.torrent_info(&v2_id).unwrap().unwrap().id,
+        v2_id
+    );
+    again.wait_until("restored torrent to seed", |p| p.status(&v2_id).is_seeding);
+    assert_eq!(updated_ids(&mut again), vec![v2_id]);
+    // Either hash is the same torrent.
+    for form in [format!("magnet:?xt=urn:btih:{v1_id}"), uri] {
+        assert_eq!(
+            again.session.add_torrent(&AddTorrentParams::new(
+                TorrentSource::Magnet(form.clone()),
+                dest.path()
+            )),
+            Err(Error::AlreadyExists(parse_magnet(&form).unwrap().id)),
+            "{form}"
+        );
+    }
+    assert_eq!(ids_in(&again.log), BTreeSet::from([v2_id]));
+
+    // Its removal (files included) is reported under that id too.
+    again.session.remove_torrent(&v1_id, true).unwrap();
+    again.wait_for_alert(
+        "TorrentRemoved",
+        |a| matches!(a, Alert::TorrentRemoved { id } if *id == v2_id),
+    );
+    again.wait_for_alert(
+        "TorrentDeleted",
+        |a| matches!(a, Alert::TorrentDeleted { id } if *id == v2_id),
+    );
+    assert_eq!(again.session.torrents().unwrap(), vec![]);
+    assert!(!dest.path().join("btmh").join("a.bin").exists());
 }
 
 #[test]
