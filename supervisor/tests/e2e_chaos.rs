@@ -612,6 +612,24 @@ fn workers_killed_at_random_lose_no_acknowledged_write_and_no_event() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Verified pieces may still sit in libtorrent's memory: read the file
+    // only once the leech says everything is written (seed
+    // 1796438886494470144 once read a 16 KiB block of zeros here).
+    leech.flush_cache(&leech_id).unwrap();
+    let flushed = loop {
+        if leech.wait_for_alert(Duration::from_millis(200))
+            && leech
+                .pop_alerts()
+                .iter()
+                .any(|a| matches!(a, libtorrent_sys::Alert::CacheFlushed { id } if *id == leech_id))
+        {
+            break true;
+        }
+        if Instant::now() >= deadline {
+            break false;
+        }
+    };
+    assert!(flushed, "the leech never confirmed its files were written");
     assert_eq!(
         std::fs::read(leech_dir.0.join("seeded/s.bin")).unwrap(),
         seeded.files[0].1,

@@ -73,6 +73,9 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 const STATUS_EVERY: Duration = Duration::from_millis(500);
 /// Events buffered per subscriber before it is re-synchronised.
 const EVENT_BUFFER: usize = 4096;
+/// Longest wait for a finished torrent's files to be flushed before it is
+/// announced complete anyway.
+const FLUSH_DEADLINE: Duration = Duration::from_secs(10);
 /// Longest wait for resume data at shutdown.
 const SHUTDOWN_SAVE_DEADLINE: Duration = Duration::from_secs(8);
 
@@ -118,6 +121,9 @@ pub struct Engine {
     /// Each torrent's last disk error, shown while libtorrent holds it in
     /// upload mode because of it.
     file_errors: Mutex<HashMap<TorrentId, String>>,
+    /// Finished torrents whose blocks are being written to their files;
+    /// `Completed` follows once they are (FsOps reads those files).
+    flushing: Mutex<HashSet<TorrentId>>,
     /// `[engine] interface`: the interface every connection is bound to.
     bind_target: Mutex<Option<BindTarget>>,
     /// Why the kill switch holds the session paused (the bound interface
@@ -361,6 +367,7 @@ impl Engine {
             startup_reports: Mutex::new(Vec::new()),
             traces: Mutex::new(HashMap::new()),
             file_errors: Mutex::new(HashMap::new()),
+            flushing: Mutex::new(HashSet::new()),
             bind_target: Mutex::new(config.engine.bind_target()),
             network_blocked: Mutex::new(None),
             metrics: crate::metrics::EngineMetrics::new(),
@@ -749,7 +756,7 @@ impl Engine {
         }
     }
 
-    async fn on_alert(&self, alert: lt::Alert) {
+    async fn on_alert(self: &Arc<Self>, alert: lt::Alert) {
         match alert {
             lt::Alert::StateUpdate(statuses) => {
                 for status in &statuses {
@@ -776,11 +783,10 @@ impl Engine {
                 let id = to_ipc(id);
                 if self.torrents().contains_key(&id) {
                     self.refresh(id);
-                    let traceparent = self.completion_span(id);
-                    self.emit(EngineEvent::Completed { id, traceparent });
-                    self.request_save(id);
+                    self.complete_once_on_disk(id);
                 }
             }
+            lt::Alert::CacheFlushed { id } => self.on_flushed(to_ipc(id)),
             lt::Alert::TorrentError { id, error } => {
                 let id = to_ipc(id);
                 self.refresh(id);
@@ -1297,6 +1303,46 @@ impl Engine {
             _ => {}
         }
         response
+    }
+
+    /// A torrent finished: libtorrent verified every piece, but in 2.0 a
+    /// verified block may still wait in memory for its write. FsOps copies
+    /// and extracts the files as soon as it hears `Completed`, so the files
+    /// are flushed first and `Completed` is announced on `CacheFlushed` —
+    /// or after [`FLUSH_DEADLINE`] at the latest, so a flush that never
+    /// answers cannot hold back post-processing forever.
+    fn complete_once_on_disk(self: &Arc<Self>, id: TorrentId) {
+        if !lock(&self.flushing).insert(id) {
+            return;
+        }
+        if let Err(e) = self.session.flush_cache(&to_lt(id)) {
+            tracing::warn!(id = %id, error = %e, "cannot flush a finished torrent; announcing it complete now");
+            lock(&self.flushing).remove(&id);
+            self.announce_completed(id);
+            return;
+        }
+        let engine = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(FLUSH_DEADLINE).await;
+            if let Some(engine) = engine.upgrade()
+                && lock(&engine.flushing).remove(&id)
+            {
+                tracing::warn!(id = %id, "no flush confirmation in time; announcing the torrent complete");
+                engine.announce_completed(id);
+            }
+        });
+    }
+
+    fn on_flushed(&self, id: TorrentId) {
+        if lock(&self.flushing).remove(&id) {
+            self.announce_completed(id);
+        }
+    }
+
+    fn announce_completed(&self, id: TorrentId) {
+        let traceparent = self.completion_span(id);
+        self.emit(EngineEvent::Completed { id, traceparent });
+        self.request_save(id);
     }
 
     /// The span of a finished download (from its add to its first

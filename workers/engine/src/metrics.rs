@@ -376,6 +376,7 @@ fn alert_kind(alert: &lt::Alert) -> &'static str {
         lt::Alert::HashFailed { .. } => "hash_failed",
         lt::Alert::FastresumeRejected { .. } => "fastresume_rejected",
         lt::Alert::FilePrioritiesUpdated { .. } => "file_priorities_updated",
+        lt::Alert::CacheFlushed { .. } => "cache_flushed",
         lt::Alert::Other { .. } => "other",
     }
 }

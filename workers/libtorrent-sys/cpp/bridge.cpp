@@ -645,6 +645,9 @@ FfiAlert convert_alert(lt::alert const *a, V2Ids &ids) {
     }
     return torrent_alert(K::FilePrioritiesUpdated, *p, ids);
   }
+  if (auto const *p = lt::alert_cast<lt::cache_flushed_alert>(a)) {
+    return torrent_alert(K::CacheFlushed, *p, ids);
+  }
   return other_alert(a->what(), a->message());
 }
 
@@ -926,6 +929,10 @@ void BridgeSession::force_reannounce(FfiId const &id) const {
 
 void BridgeSession::force_recheck(FfiId const &id) const {
   guarded("force_recheck", [&] { find(*impl_->ses, id).force_recheck(); });
+}
+
+void BridgeSession::flush_cache(FfiId const &id) const {
+  guarded("flush_cache", [&] { find(*impl_->ses, id).flush_cache(); });
 }
 
 void BridgeSession::set_sequential(FfiId const &id, bool on) const {

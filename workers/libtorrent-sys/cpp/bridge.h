@@ -60,6 +60,7 @@ public:
   void resume(FfiId const &id) const;
   void force_reannounce(FfiId const &id) const;
   void force_recheck(FfiId const &id) const;
+  void flush_cache(FfiId const &id) const;
   void set_sequential(FfiId const &id, bool on) const;
   void set_limits(FfiId const &id, std::int32_t download,
                   std::int32_t upload) const;

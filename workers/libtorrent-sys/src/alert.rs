@@ -31,8 +31,13 @@ pub enum Alert {
         state: TorrentState,
         prev: TorrentState,
     },
-    /// All wanted pieces are downloaded.
+    /// All wanted pieces are downloaded (verified; some blocks may still
+    /// be on their way to the files: see [`Self::CacheFlushed`]).
     TorrentFinished {
+        id: TorrentId,
+    },
+    /// Everything `Session::flush_cache` asked for is in the files.
+    CacheFlushed {
         id: TorrentId,
     },
     TorrentPaused {
@@ -139,6 +144,7 @@ impl Alert {
             | Self::MetadataReceived { id }
             | Self::StateChanged { id, .. }
             | Self::TorrentFinished { id }
+            | Self::CacheFlushed { id }
             | Self::TorrentPaused { id }
             | Self::TorrentResumed { id }
             | Self::TorrentRemoved { id }
@@ -177,6 +183,7 @@ impl Alert {
                 prev: TorrentState::from_raw(a.prev_state),
             },
             FfiAlertKind::TorrentFinished => Self::TorrentFinished { id },
+            FfiAlertKind::CacheFlushed => Self::CacheFlushed { id },
             FfiAlertKind::TorrentPaused => Self::TorrentPaused { id },
             FfiAlertKind::TorrentResumed => Self::TorrentResumed { id },
             FfiAlertKind::TorrentRemoved => Self::TorrentRemoved { id },

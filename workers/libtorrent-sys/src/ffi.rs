@@ -208,6 +208,7 @@ pub(crate) mod bridge {
         HashFailed,
         FastresumeRejected,
         FilePrioritiesUpdated,
+        CacheFlushed,
         Other,
     }
 
@@ -271,6 +272,7 @@ pub(crate) mod bridge {
         fn resume(self: &BridgeSession, id: &FfiId) -> Result<()>;
         fn force_reannounce(self: &BridgeSession, id: &FfiId) -> Result<()>;
         fn force_recheck(self: &BridgeSession, id: &FfiId) -> Result<()>;
+        fn flush_cache(self: &BridgeSession, id: &FfiId) -> Result<()>;
         fn set_sequential(self: &BridgeSession, id: &FfiId, on: bool) -> Result<()>;
         fn set_limits(self: &BridgeSession, id: &FfiId, download: i32, upload: i32) -> Result<()>;
         fn limits(self: &BridgeSession, id: &FfiId) -> Result<FfiLimits>;

@@ -214,6 +214,16 @@ impl Session {
             .map_err(|e| Error::from_cxx(&e, Some(id)))
     }
 
+    /// Writes every block of the torrent libtorrent still holds in memory
+    /// to its files; [`crate::Alert::CacheFlushed`] says when that is done.
+    /// A finished torrent's pieces are verified before all of them are
+    /// necessarily in the files: read them only after this.
+    pub fn flush_cache(&self, id: &TorrentId) -> Result<(), Error> {
+        self.ses()?
+            .flush_cache(&id.to_ffi())
+            .map_err(|e| Error::from_cxx(&e, Some(id)))
+    }
+
     pub fn set_sequential(&self, id: &TorrentId, on: bool) -> Result<(), Error> {
         self.ses()?
             .set_sequential(&id.to_ffi(), on)

@@ -879,3 +879,28 @@ fn applied_settings_read_back_from_libtorrent() {
     assert_eq!(back.listen_interfaces, "127.0.0.1:0");
     assert!(!back.enable_dht && !back.enable_utp);
 }
+
+/// A finished torrent's pieces are verified before every block is
+/// necessarily in its files (2.0 keeps written blocks in memory for a
+/// while); `flush_cache` writes them and `CacheFlushed` says when, after
+/// which the files are complete. The engine announces `Completed` only
+/// then, because FsOps reads those files.
+#[test]
+fn flush_cache_confirms_a_finished_download_is_in_its_files() {
+    let fx = Fixture::new("flushed", TorrentFormat::V1Only);
+    let seed = Peer::seed(&fx);
+    let dest = tempfile::tempdir().unwrap();
+    let mut leech = Peer::new();
+    let id = leech.add(&AddTorrentParams::new(
+        TorrentSource::TorrentFile(fx.torrent.clone()),
+        dest.path(),
+    ));
+    leech.download_from(&id, seed.addr());
+    leech.session.flush_cache(&id).unwrap();
+    leech.wait_for_alert(
+        "CacheFlushed",
+        |a| matches!(a, Alert::CacheFlushed { id: got } if *got == id),
+    );
+    fx.assert_copied(dest.path(), &[]);
+    assert!(leech.session.flush_cache(&TorrentId::new([7; 20])).is_err());
+}
