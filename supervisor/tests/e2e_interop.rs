@@ -60,20 +60,7 @@ impl<'a> Api<'a> {
     }
 
     fn add_torrent(&self, torrent: &[u8]) -> String {
-        let (content_type, body) = common::torrent_form(torrent, None);
-        let resp = self
-            .daemon
-            .client()
-            .post(format!("{}/v1/torrents", self.url))
-            .bearer_auth(&self.key)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .unwrap();
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().unwrap();
-        assert_eq!(status, 201, "add refused: {body}");
-        body["id"].as_str().unwrap().to_owned()
+        self.daemon.add_torrent_file(&self.key, torrent)
     }
 
     fn add_magnet(&self, magnet: &str) -> String {

@@ -57,21 +57,7 @@ impl Api<'_> {
     }
 
     fn add_torrent(&self, torrent: &[u8]) -> String {
-        let (content_type, body) = common::torrent_form(torrent, None);
-        let resp = self
-            .daemon
-            .client()
-            .post(format!("{}/v1/torrents", self.url))
-            .bearer_auth(&self.key)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 201);
-        resp.json::<Value>().unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.daemon.add_torrent_file(&self.key, torrent)
     }
 
     /// Polls `GET path` until `pred` holds on its JSON.

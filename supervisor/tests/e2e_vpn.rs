@@ -312,17 +312,7 @@ struct Api<'a> {
 
 impl Api<'_> {
     fn add_torrent(&self, torrent: &[u8]) {
-        let (content_type, body) = common::torrent_form(torrent, None);
-        let resp = self
-            .daemon
-            .client()
-            .post(format!("{}/v1/torrents", self.url))
-            .bearer_auth(&self.key)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 201, "{:?}", resp.text());
+        self.daemon.add_torrent_file(&self.key, torrent);
     }
 
     fn get(&self, path: &str) -> Option<Value> {

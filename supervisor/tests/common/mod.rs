@@ -466,6 +466,25 @@ impl Daemon {
         resp.json().unwrap()
     }
 
+    /// `POST /v1/torrents` with `torrent` as the multipart `.torrent` part,
+    /// as `key`; asserts `201 Created` and returns the new torrent's id.
+    pub fn add_torrent_file(&self, key: &str, torrent: &[u8]) -> String {
+        let url = self.url().unwrap();
+        let (content_type, body) = torrent_form(torrent, None);
+        let resp = self
+            .client()
+            .post(format!("{url}/v1/torrents"))
+            .bearer_auth(key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().unwrap();
+        assert_eq!(status, 201, "add refused: {body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
     /// Adds a torrent; returns the engine's answer.
     pub fn add(&self, source: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
         let mut add = serde_json::json!({
